@@ -1,0 +1,145 @@
+//! The YUV colour space of the method (JPEG / BT.601, full range).
+//!
+//! ```text
+//! Y = R *  .299000 + G *  .587000 + B *  .114000
+//! U = R * -.168736 + G * -.331264 + B *  .500000 + 128
+//! V = R *  .500000 + G * -.418688 + B * -.081312 + 128
+//! ```
+//!
+//! The forward transform on 8-bit input is computed in exact integer
+//! arithmetic (the coefficients have six decimals), so rounding to nearest
+//! never depends on floating-point error: the cache is the same on every
+//! machine, bit for bit.
+
+/// Coefficients scaled by 10^6, rows Y, U, V; columns R, G, B.
+const FORWARD_E6: [[i64; 3]; 3] = [
+    [299_000, 587_000, 114_000],
+    [-168_736, -331_264, 500_000],
+    [500_000, -418_688, -81_312],
+];
+const SCALE: i64 = 1_000_000;
+const OFFSET_E6: [i64; 3] = [0, 128 * SCALE, 128 * SCALE];
+
+/// Converts one 8-bit RGB pixel to 8-bit Y, U, V: exact formulas, rounded to
+/// nearest (halves away from zero), clamped to 0..=255.
+#[inline]
+pub fn rgb_to_yuv8(rgb: [u8; 3]) -> [u8; 3] {
+    let [r, g, b] = rgb.map(i64::from);
+    let mut out = [0u8; 3];
+    for (o, (row, offset)) in out.iter_mut().zip(FORWARD_E6.iter().zip(OFFSET_E6)) {
+        let scaled = row[0] * r + row[1] * g + row[2] * b + offset;
+        // Every channel is >= 0 for 8-bit input (U and V bottom out at 0.5).
+        let rounded = (scaled + SCALE / 2).div_euclid(SCALE);
+        *o = rounded.clamp(0, 255) as u8;
+    }
+    out
+}
+
+/// The luma of an 8-bit RGB pixel, rounded and clamped: the gray input.
+#[inline]
+pub fn luma8(rgb: [u8; 3]) -> u8 {
+    rgb_to_yuv8(rgb)[0]
+}
+
+/// Converts Y, U, V (0..255 scale, any real value) back to 8-bit RGB with the
+/// method's inverse, rounded to nearest and clamped.
+#[inline]
+pub fn yuv_to_rgb8(y: f32, u: f32, v: f32) -> [u8; 3] {
+    let (du, dv) = (u - 128.0, v - 128.0);
+    let r = y + 1.402 * dv;
+    let g = y - 0.344_136 * du - 0.714_136 * dv;
+    let b = y + 1.772 * du;
+    [r, g, b].map(|c| c.round().clamp(0.0, 255.0) as u8)
+}
+
+/// Converts interleaved RGB bytes to planar Y and UV planes (`uv` holds the
+/// U plane then the V plane). Lengths: `rgb` = 3n, `y` = n, `uv` = 2n.
+///
+/// # Panics
+/// When the lengths disagree (a programming error, not user input).
+pub fn rgb_to_planes(rgb: &[u8], y: &mut [u8], uv: &mut [u8]) {
+    let n = y.len();
+    assert_eq!(rgb.len(), 3 * n, "rgb must hold 3 bytes per luma sample");
+    assert_eq!(uv.len(), 2 * n, "uv must hold 2 planes of the luma's size");
+    let (u, v) = uv.split_at_mut(n);
+    for (i, px) in rgb.chunks_exact(3).enumerate() {
+        let [py, pu, pv] = rgb_to_yuv8([px[0], px[1], px[2]]);
+        y[i] = py;
+        u[i] = pu;
+        v[i] = pv;
+    }
+}
+
+/// Recombines a Y plane and U, V planes (0..255 scale, as f32) into
+/// interleaved RGB bytes.
+pub fn planes_to_rgb(y: &[u8], u: &[f32], v: &[f32]) -> Vec<u8> {
+    assert!(y.len() == u.len() && y.len() == v.len(), "planes must match");
+    let mut rgb = Vec::with_capacity(3 * y.len());
+    for ((&y, &u), &v) in y.iter().zip(u).zip(v) {
+        rgb.extend_from_slice(&yuv_to_rgb8(f32::from(y), u, v));
+    }
+    rgb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The method's formulas in f64, written out independently.
+    fn reference(r: f64, g: f64, b: f64) -> [f64; 3] {
+        [
+            r * 0.299 + g * 0.587 + b * 0.114,
+            r * -0.168736 + g * -0.331264 + b * 0.5 + 128.0,
+            r * 0.5 + g * -0.418688 + b * -0.081312 + 128.0,
+        ]
+    }
+
+    #[test]
+    fn forward_matches_the_formulas_on_a_lattice_of_colours() {
+        for r in (0..=255).step_by(5) {
+            for g in (0..=255).step_by(3) {
+                for b in (0..=255).step_by(7) {
+                    let got = rgb_to_yuv8([r as u8, g as u8, b as u8]);
+                    let want = reference(r as f64, g as f64, b as f64);
+                    for c in 0..3 {
+                        let clamped = want[c].clamp(0.0, 255.0);
+                        let diff = (f64::from(got[c]) - clamped).abs();
+                        assert!(diff <= 0.5 + 1e-9, "{r},{g},{b} ch{c}: {} vs {}", got[c], want[c]);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn known_values() {
+        assert_eq!(rgb_to_yuv8([0, 0, 0]), [0, 128, 128]);
+        assert_eq!(rgb_to_yuv8([255, 255, 255]), [255, 128, 128]);
+        // Pure blue: U = 127.5 + 128 = 255.5 -> 256 -> clamped to 255.
+        assert_eq!(rgb_to_yuv8([0, 0, 255]), [29, 255, 107]);
+        // Pure red: Y = 76.245, U = 84.97, V = 255.5 -> 255.
+        assert_eq!(rgb_to_yuv8([255, 0, 0]), [76, 85, 255]);
+    }
+
+    #[test]
+    fn gray_pixels_have_neutral_chroma() {
+        for g in 0..=255u8 {
+            assert_eq!(rgb_to_yuv8([g, g, g]), [g, 128, 128]);
+        }
+    }
+
+    #[test]
+    fn round_trip_stays_within_rounding() {
+        for r in (0..=255).step_by(17) {
+            for g in (0..=255).step_by(17) {
+                for b in (0..=255).step_by(17) {
+                    let [y, u, v] = reference(r as f64, g as f64, b as f64);
+                    let back = yuv_to_rgb8(y as f32, u as f32, v as f32);
+                    for (got, want) in back.iter().zip([r, g, b]) {
+                        assert!((i32::from(*got) - want).abs() <= 1);
+                    }
+                }
+            }
+        }
+    }
+}

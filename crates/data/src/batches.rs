@@ -1,0 +1,103 @@
+//! Shuffled batches from a `UvCache`, assembled on a background thread.
+//!
+//! The order of epoch e is a permutation drawn from (seed, e) alone, so a
+//! run resumed at (epoch, batch) sees exactly the batches it would have seen.
+
+use crate::UvCache;
+use colorize_core::Rng;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Batches assembled ahead of the consumer.
+const PREFETCH: usize = 2;
+
+/// A batch of cached images, planes stacked.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    pub epoch: u64,
+    /// Position of this batch within its epoch.
+    pub index: usize,
+    /// Cache indices of the images, in order.
+    pub ids: Vec<usize>,
+    /// [n, S, S]
+    pub y: Vec<u8>,
+    /// [n, 2, S, S]
+    pub uv: Vec<u8>,
+}
+
+/// The order in which epoch `epoch` visits `len` images.
+pub fn epoch_order(len: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    Rng::derived(seed, epoch.wrapping_add(0x5eed_0000_0000)).permutation(len)
+}
+
+/// Batches in one epoch; the last one may be smaller.
+pub fn batches_per_epoch(len: usize, batch_size: usize) -> usize {
+    len.div_ceil(batch_size)
+}
+
+/// Stacks the images `ids` of the cache into one batch.
+pub fn assemble(cache: &UvCache, epoch: u64, index: usize, ids: Vec<usize>) -> Batch {
+    let area = cache.side().area();
+    let mut y = Vec::with_capacity(ids.len() * area);
+    let mut uv = Vec::with_capacity(ids.len() * 2 * area);
+    for &i in &ids {
+        let image = cache.get(i);
+        y.extend_from_slice(image.y);
+        uv.extend_from_slice(image.uv);
+    }
+    Batch { epoch, index, ids, y, uv }
+}
+
+/// An endless stream of batches, epoch after epoch, starting at a given
+/// (epoch, batch) position. Dropping it stops its thread.
+pub struct BatchLoader {
+    receiver: Option<Receiver<Batch>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl BatchLoader {
+    /// # Panics
+    /// When `batch_size` is 0 or the cache is empty (checked by callers'
+    /// configs before a loader is made).
+    pub fn start(cache: Arc<UvCache>, seed: u64, batch_size: usize, epoch: u64, batch: usize) -> BatchLoader {
+        assert!(batch_size > 0 && !cache.is_empty(), "a loader needs images and a batch size");
+        let (sender, receiver) = sync_channel(PREFETCH);
+        let worker = std::thread::Builder::new()
+            .name("batch-loader".into())
+            .spawn(move || {
+                let per_epoch = batches_per_epoch(cache.len(), batch_size);
+                let (mut epoch, mut index) = (epoch, batch);
+                loop {
+                    let order = epoch_order(cache.len(), seed, epoch);
+                    for b in index..per_epoch {
+                        let end = ((b + 1) * batch_size).min(order.len());
+                        let ids = order[b * batch_size..end].to_vec();
+                        if sender.send(assemble(&cache, epoch, b, ids)).is_err() {
+                            return; // the consumer is gone
+                        }
+                    }
+                    epoch += 1;
+                    index = 0;
+                }
+            })
+            .expect("spawning the batch loader thread");
+        BatchLoader { receiver: Some(receiver), worker: Some(worker) }
+    }
+}
+
+impl Iterator for BatchLoader {
+    type Item = Batch;
+    fn next(&mut self) -> Option<Batch> {
+        self.receiver.as_ref()?.recv().ok()
+    }
+}
+
+impl Drop for BatchLoader {
+    fn drop(&mut self) {
+        drop(self.receiver.take());
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! `write_cache`: list, draw, decode and convert in parallel, write shards.
+
+use super::manifest::{GrayKind, Grayscale, ImageRecord, Manifest, ShardInfo, Skipped};
+use super::{shard_file, shard_record_file, tmp_path, write_atomic, MANIFEST};
+use crate::decode::load_rgb;
+use crate::prepare::{square, Planes};
+use crate::sample::draw_order;
+use crate::source::list_images;
+use crate::{DataError, PreprocessConfig};
+use rayon::prelude::*;
+use safetensors::tensor::{Dtype, TensorView};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What `write_cache` tells its caller as it goes (for a progress bar).
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// The listing is done: `target` images will be cached.
+    Started { listed: usize, target: usize },
+    /// `n` more images are in the cache (one processed, or a reused shard).
+    Cached { n: usize },
+    /// A file was skipped (grayscale or unusable).
+    Skipped { path: &'a str, reason: &'a str },
+}
+
+#[derive(Clone, Debug)]
+pub struct CacheSummary {
+    pub cached: usize,
+    pub grayscale: usize,
+    pub skipped: usize,
+    pub shards_written: usize,
+    pub shards_reused: usize,
+    /// True when `stop` was raised: the cache is valid so far, resumable.
+    pub interrupted: bool,
+    pub manifest: PathBuf,
+}
+
+/// The records of one shard, kept beside it so that resume needs no decode.
+#[derive(Debug, Serialize, Deserialize)]
+struct ShardRecord {
+    shard: usize,
+    /// The positions of the draw this shard covers: [start, end).
+    positions: [usize; 2],
+    images: Vec<ImageRecord>,
+    grayscale: Vec<Grayscale>,
+    skipped: Vec<Skipped>,
+    uv_sums: [u64; 2],
+}
+
+enum Outcome {
+    Cached { planes: Planes, width: u32, height: u32, gray: Option<GrayKind> },
+    Excluded { gray: Option<GrayKind>, reason: String },
+}
+
+/// Builds (or, with `resume`, completes) the cache that `cfg` describes.
+///
+/// `cfg.source` and `cfg.cache` are used as given (resolve them first).
+/// `stop` is checked between shards: raising it ends the run after the shard
+/// in progress, leaving a cache that `resume` completes.
+pub fn write_cache(
+    cfg: &PreprocessConfig,
+    resume: bool,
+    stop: &AtomicBool,
+    observer: &(dyn Fn(Event<'_>) + Sync),
+) -> Result<CacheSummary, DataError> {
+    cfg.validate()?;
+    let listing = list_images(&cfg.source, cfg.layout, &cfg.split)?;
+    let out = cfg.cache.as_path();
+    prepare_out_dir(out)?;
+
+    let mut manifest = Manifest::empty(cfg, listing.len());
+    if out.join(MANIFEST).exists() {
+        let existing = Manifest::read(out)?;
+        if existing.config_hash != manifest.config_hash {
+            return Err(DataError::ConfigMismatch {
+                path: out.to_path_buf(),
+                found: existing.config_hash,
+                expected: manifest.config_hash,
+            });
+        }
+        if !resume {
+            return Err(DataError::CacheExists(out.to_path_buf()));
+        }
+    } else {
+        manifest.write(out)?;
+    }
+
+    let order = draw_order(listing.len(), cfg.seed);
+    let target = cfg.limit.map_or(listing.len(), |limit| limit.min(listing.len()));
+    observer(Event::Started { listed: listing.len(), target });
+
+    let mut summary = CacheSummary {
+        cached: 0,
+        grayscale: 0,
+        skipped: 0,
+        shards_written: 0,
+        shards_reused: 0,
+        interrupted: false,
+        manifest: out.join(MANIFEST),
+    };
+    let mut records = Vec::new();
+    for (k, positions) in order.chunks(cfg.shard_size).enumerate() {
+        if summary.cached >= target {
+            break;
+        }
+        if stop.load(Ordering::SeqCst) {
+            summary.interrupted = true;
+            break;
+        }
+        let record = match read_shard_record(out, k)? {
+            Some(record) if resume => {
+                observer(Event::Cached { n: record.images.len() });
+                summary.shards_reused += 1;
+                record
+            }
+            _ => {
+                let start = k * cfg.shard_size;
+                let needed = target - summary.cached;
+                summary.shards_written += 1;
+                build_shard(cfg, &listing, positions, start, k, needed, observer)?
+            }
+        };
+        summary.cached += record.images.len();
+        records.push(record);
+    }
+
+    for record in &records {
+        summary.grayscale += record.grayscale.len();
+        summary.skipped += record.skipped.len();
+    }
+    manifest.complete = !summary.interrupted;
+    fill_manifest(&mut manifest, records);
+    manifest.write(out)?;
+    Ok(summary)
+}
+
+/// Creates the output folder and proves it writable before any work is done.
+fn prepare_out_dir(out: &Path) -> Result<(), DataError> {
+    let unwritable = |source| DataError::Unwritable { path: out.to_path_buf(), source };
+    std::fs::create_dir_all(out).map_err(unwritable)?;
+    let probe = out.join(".write-probe");
+    std::fs::write(&probe, b"").map_err(unwritable)?;
+    std::fs::remove_file(&probe).map_err(unwritable)
+}
+
+fn read_shard_record(out: &Path, k: usize) -> Result<Option<ShardRecord>, DataError> {
+    let json = out.join(shard_record_file(k));
+    if !json.exists() || !out.join(shard_file(k)).exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&json).map_err(DataError::io(&json))?;
+    let record = serde_json::from_str(&text).map_err(|e| DataError::invalid_cache(&json, e.to_string()))?;
+    Ok(Some(record))
+}
+
+fn process(cfg: &PreprocessConfig, path: &Path) -> Outcome {
+    let decoded = match load_rgb(path) {
+        Ok(decoded) => decoded,
+        Err(e) => return Outcome::Excluded { gray: None, reason: e.0 },
+    };
+    let (width, height) = decoded.rgb.dimensions();
+    let planes = Planes::from_rgb(&square(&decoded.rgb, cfg.size, cfg.crop));
+    let gray = if decoded.gray_source {
+        Some(GrayKind::GrayFile)
+    } else if planes.chroma_p99() <= cfg.gray_tolerance {
+        Some(GrayKind::NoChroma)
+    } else {
+        None
+    };
+    if gray.is_some() && !cfg.keep_grayscale {
+        return Outcome::Excluded { gray, reason: "grayscale".into() };
+    }
+    Outcome::Cached { planes, width, height, gray }
+}
+
+fn build_shard(
+    cfg: &PreprocessConfig,
+    listing: &[PathBuf],
+    positions: &[usize],
+    start: usize,
+    k: usize,
+    needed: usize,
+    observer: &(dyn Fn(Event<'_>) + Sync),
+) -> Result<ShardRecord, DataError> {
+    let outcomes: Vec<Outcome> = positions
+        .par_iter()
+        .map(|&p| {
+            let outcome = process(cfg, &cfg.source.join(&listing[p]));
+            if let Outcome::Cached { .. } = outcome {
+                observer(Event::Cached { n: 1 });
+            }
+            outcome
+        })
+        .collect();
+
+    let side = cfg.size.area();
+    let mut record = ShardRecord {
+        shard: k,
+        positions: [start, start + positions.len()],
+        images: Vec::new(),
+        grayscale: Vec::new(),
+        skipped: Vec::new(),
+        uv_sums: [0, 0],
+    };
+    let mut y = Vec::new();
+    let mut uv = Vec::new();
+    for (offset, (outcome, &p)) in outcomes.into_iter().zip(positions).enumerate() {
+        if record.images.len() == needed {
+            // The target is met: the rest of the draw was never taken.
+            record.positions[1] = start + offset;
+            break;
+        }
+        let path = portable(&listing[p]);
+        match outcome {
+            Outcome::Cached { planes, width, height, gray } => {
+                if let Some(kind) = gray {
+                    record.grayscale.push(Grayscale { path: path.clone(), kind });
+                }
+                let sums = planes.uv_sums();
+                record.uv_sums[0] += sums[0];
+                record.uv_sums[1] += sums[1];
+                y.extend_from_slice(&planes.y);
+                uv.extend_from_slice(&planes.uv);
+                let index = record.images.len();
+                record.images.push(ImageRecord { path, width, height, shard: k, index });
+            }
+            Outcome::Excluded { gray, reason } => {
+                observer(Event::Skipped { path: &path, reason: &reason });
+                if let Some(kind) = gray {
+                    record.grayscale.push(Grayscale { path, kind });
+                } else {
+                    record.skipped.push(Skipped { path, reason });
+                }
+            }
+        }
+    }
+
+    let n = record.images.len();
+    let s = cfg.size.get() as usize;
+    debug_assert_eq!(y.len(), n * side);
+    let shard_path = cfg.cache.join(shard_file(k));
+    write_shard(&shard_path, n, s, &y, &uv)?;
+    let json_path = cfg.cache.join(shard_record_file(k));
+    let json = serde_json::to_string(&record).expect("shard record serialises");
+    write_atomic(&json_path, json.as_bytes()).map_err(DataError::io(&json_path))?;
+    Ok(record)
+}
+
+fn write_shard(path: &Path, n: usize, s: usize, y: &[u8], uv: &[u8]) -> Result<(), DataError> {
+    let invalid = |e: safetensors::SafeTensorError| DataError::invalid_cache(path, e.to_string());
+    let tensors = [
+        ("y", TensorView::new(Dtype::U8, vec![n, s, s], y).map_err(invalid)?),
+        ("uv", TensorView::new(Dtype::U8, vec![n, 2, s, s], uv).map_err(invalid)?),
+    ];
+    let tmp = tmp_path(path);
+    safetensors::serialize_to_file(tensors, None, &tmp).map_err(invalid)?;
+    std::fs::rename(&tmp, path).map_err(DataError::io(path))
+}
+
+fn fill_manifest(manifest: &mut Manifest, records: Vec<ShardRecord>) {
+    let mut sums = [0u64; 2];
+    for record in records {
+        manifest.shards.push(ShardInfo { file: shard_file(record.shard), count: record.images.len() });
+        manifest.images.extend(record.images);
+        manifest.grayscale.extend(record.grayscale);
+        manifest.skipped.extend(record.skipped);
+        sums[0] += record.uv_sums[0];
+        sums[1] += record.uv_sums[1];
+    }
+    manifest.count = manifest.images.len();
+    let pixels = manifest.count as f64 * manifest.size.area() as f64;
+    if pixels > 0.0 {
+        manifest.mean_uv = sums.map(|s| s as f64 / pixels);
+    }
+}
+
+/// A relative path with `/` separators, the same on every platform.
+fn portable(path: &Path) -> String {
+    path.to_string_lossy().replace('\\', "/")
+}

@@ -1,0 +1,107 @@
+//! From a decoded photograph to the model's square and its Y and UV planes.
+
+use crate::CropPolicy;
+use colorize_core::{yuv, Side};
+use image::imageops::{self, FilterType};
+use image::{GenericImageView, RgbImage};
+
+/// The S x S square the model sees: `Center` scales the short side to S and
+/// keeps the middle, `Squash` scales both sides to S.
+///
+/// For `Center` the crop is taken in source coordinates first (the middle
+/// square of side min(w, h)) and then scaled: the same picture as
+/// scale-then-crop, at a fraction of the resampling work.
+pub fn square(rgb: &RgbImage, side: Side, policy: CropPolicy) -> RgbImage {
+    let s = side.get();
+    let (w, h) = rgb.dimensions();
+    let view = match policy {
+        CropPolicy::Center => {
+            let m = w.min(h);
+            imageops::crop_imm(rgb, (w - m) / 2, (h - m) / 2, m, m)
+        }
+        CropPolicy::Squash => imageops::crop_imm(rgb, 0, 0, w, h),
+    };
+    if view.width() == s && view.height() == s {
+        return view.to_image();
+    }
+    // Triangle (bilinear) widens its support when shrinking, so it
+    // anti-aliases like a box filter on big reductions.
+    imageops::resize(&*view, s, s, FilterType::Triangle)
+}
+
+/// The Y plane and U, V planes of a square, 8-bit, exact formulas.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Planes {
+    /// [S*S]
+    pub y: Vec<u8>,
+    /// [2, S*S]: U plane, then V plane.
+    pub uv: Vec<u8>,
+}
+
+impl Planes {
+    pub fn from_rgb(rgb: &RgbImage) -> Planes {
+        let n = rgb.width() as usize * rgb.height() as usize;
+        let mut planes = Planes { y: vec![0; n], uv: vec![0; 2 * n] };
+        yuv::rgb_to_planes(rgb.as_raw(), &mut planes.y, &mut planes.uv);
+        planes
+    }
+
+    /// How far from gray: the 99th percentile over pixels of
+    /// max(|U - 128|, |V - 128|). A percentile, not the maximum, so that a few
+    /// noisy JPEG blocks in a gray-in-colour file do not make it colour.
+    pub fn chroma_p99(&self) -> u8 {
+        let n = self.y.len();
+        let (u, v) = self.uv.split_at(n);
+        let mut histogram = [0usize; 129];
+        for (&u, &v) in u.iter().zip(v) {
+            let d = u.abs_diff(128).max(v.abs_diff(128)).min(128);
+            histogram[d as usize] += 1;
+        }
+        let mut below = 0;
+        for (d, count) in histogram.iter().enumerate() {
+            below += count;
+            if below * 100 >= n * 99 {
+                return d as u8;
+            }
+        }
+        128
+    }
+
+    /// Sums of U and of V over the pixels (for the cache's mean chroma).
+    pub fn uv_sums(&self) -> [u64; 2] {
+        let (u, v) = self.uv.split_at(self.y.len());
+        [u, v].map(|p| p.iter().map(|&x| u64::from(x)).sum())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Rgb;
+
+    #[test]
+    fn center_crop_keeps_the_middle_of_a_wide_image() {
+        // 8x4: left quarter red, middle half green, right quarter blue.
+        let img = RgbImage::from_fn(8, 4, |x, _| match x {
+            0..=1 => Rgb([255, 0, 0]),
+            2..=5 => Rgb([0, 255, 0]),
+            _ => Rgb([0, 0, 255]),
+        });
+        let side = Side::new(16).unwrap();
+        let out = square(&img, side, CropPolicy::Center);
+        assert_eq!(out.dimensions(), (16, 16));
+        assert!(out.pixels().all(|p| *p == Rgb([0, 255, 0])));
+        let squashed = square(&img, side, CropPolicy::Squash);
+        assert_eq!(*squashed.get_pixel(0, 8), Rgb([255, 0, 0]));
+        assert_eq!(*squashed.get_pixel(15, 8), Rgb([0, 0, 255]));
+    }
+
+    #[test]
+    fn chroma_percentile_ignores_a_few_outliers() {
+        let mut planes = Planes { y: vec![0; 1000], uv: vec![128; 2000] };
+        planes.uv[0..5].fill(200); // 0.5% of pixels far from gray
+        assert_eq!(planes.chroma_p99(), 0);
+        planes.uv[0..20].fill(140); // 2%
+        assert_eq!(planes.chroma_p99(), 12);
+    }
+}

@@ -1,0 +1,141 @@
+//! Listing the photographs of a dataset root, sorted, as paths relative to
+//! the root. Sorting makes the seeded draw independent of the file system's
+//! order, so the same config picks the same images on any machine.
+
+use crate::DataError;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// How a dataset root is laid out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceLayout {
+    /// ILSVRC-2012 training set: `train/<wnid>/*.JPEG` (the root may be the
+    /// folder holding `train/`, or `train/` itself).
+    Ilsvrc,
+    /// SUN397: `<letter>/<class>/*.jpg`, restricted to a partition list
+    /// (`Partitions/Training_01.txt`, ...) found in or beside the root.
+    Sun,
+    /// Any folder of images, searched recursively.
+    #[default]
+    Folder,
+}
+
+/// File extensions read as images (compared case-insensitively).
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp", "gif"];
+
+pub fn is_image_path(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+}
+
+/// The images of a dataset, sorted, relative to `root`.
+pub fn list_images(root: &Path, layout: SourceLayout, split: &str) -> Result<Vec<PathBuf>, DataError> {
+    if !root.is_dir() {
+        return Err(DataError::MissingSource(root.to_path_buf()));
+    }
+    let mut images = match layout {
+        SourceLayout::Folder => walk(root, root)?,
+        SourceLayout::Ilsvrc => {
+            let train = root.join("train");
+            let base = if train.is_dir() { train } else { root.to_path_buf() };
+            walk(&base, root)?
+        }
+        SourceLayout::Sun if split == "all" => walk(root, root)?,
+        SourceLayout::Sun => sun_partition(root, split)?,
+    };
+    images.sort();
+    images.dedup();
+    if images.is_empty() {
+        return Err(DataError::NoImages(root.to_path_buf()));
+    }
+    Ok(images)
+}
+
+/// Recursive walk collecting image files; paths relative to `relative_to`.
+fn walk(dir: &Path, relative_to: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(DataError::io(&dir))?;
+        for entry in entries {
+            let entry = entry.map_err(DataError::io(&dir))?;
+            let path = entry.path();
+            let kind = entry.file_type().map_err(DataError::io(&path))?;
+            // Follow symlinks to folders too: datasets are often linked in.
+            if kind.is_dir() || (kind.is_symlink() && path.is_dir()) {
+                pending.push(path);
+            } else if is_image_path(&path) {
+                let rel = path.strip_prefix(relative_to).unwrap_or(&path).to_path_buf();
+                found.push(rel);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Reads a SUN397 partition list (lines like `/a/abbey/sun_ajkqrqitspwywirx.jpg`).
+fn sun_partition(root: &Path, split: &str) -> Result<Vec<PathBuf>, DataError> {
+    let name = format!("{split}.txt");
+    let candidates = [root.join("Partitions").join(&name), root.join("..").join("Partitions").join(&name)];
+    let Some(list) = candidates.iter().find(|p| p.is_file()) else {
+        return Err(DataError::MissingPartition { split: split.to_string(), looked: candidates[0].clone() });
+    };
+    let text = std::fs::read_to_string(list).map_err(DataError::io(list))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| PathBuf::from(l.trim_start_matches('/')))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(path: &Path) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"x").unwrap();
+    }
+
+    #[test]
+    fn ilsvrc_lists_train_wnid_files_sorted() {
+        let dir = tempdir("ilsvrc");
+        touch(&dir.join("train/n02/b.JPEG"));
+        touch(&dir.join("train/n01/a.JPEG"));
+        touch(&dir.join("train/n01/notes.txt"));
+        let got = list_images(&dir, SourceLayout::Ilsvrc, "").unwrap();
+        assert_eq!(got, vec![PathBuf::from("train/n01/a.JPEG"), PathBuf::from("train/n02/b.JPEG")]);
+    }
+
+    #[test]
+    fn sun_reads_the_partition_list() {
+        let dir = tempdir("sun");
+        touch(&dir.join("a/abbey/one.jpg"));
+        touch(&dir.join("b/bar/two.jpg"));
+        std::fs::create_dir_all(dir.join("Partitions")).unwrap();
+        std::fs::write(dir.join("Partitions/Testing_01.txt"), "/b/bar/two.jpg\n").unwrap();
+        let got = list_images(&dir, SourceLayout::Sun, "Testing_01").unwrap();
+        assert_eq!(got, vec![PathBuf::from("b/bar/two.jpg")]);
+        let err = list_images(&dir, SourceLayout::Sun, "Training_07").unwrap_err();
+        assert!(err.to_string().contains("Training_07"), "{err}");
+    }
+
+    #[test]
+    fn missing_root_and_empty_root_are_named() {
+        let dir = tempdir("empty");
+        let err = list_images(&dir.join("nope"), SourceLayout::Folder, "").unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+        let err = list_images(&dir, SourceLayout::Folder, "").unwrap_err();
+        assert!(matches!(err, DataError::NoImages(_)));
+    }
+
+    fn tempdir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("colorize-source-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
