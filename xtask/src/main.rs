@@ -1,1 +1,67 @@
-fn main() {}
+//! `cargo xtask`: the project's one command line.
+//!
+//! Why an xtask and not a set of binaries: every step of the pipeline
+//! (preprocess, train, eval, colorize, bench, demo) is run the same way from
+//! a fresh clone, with nothing to install but Rust. Each command lives in its
+//! own module with a `run` function; `flags.rs` declares the whole CLI.
+//! The libraries do the work; this crate only parses, reports and glues.
+
+mod flags;
+mod preprocess;
+mod progress;
+
+use anyhow::Result;
+use clap::Parser;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+fn main() {
+    let flags = flags::Xtask::parse();
+    if let Err(err) = run(flags) {
+        eprintln!("error: {err}");
+        for cause in err.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+        std::process::exit(1);
+    }
+}
+
+fn run(flags: flags::Xtask) -> Result<()> {
+    match flags.command {
+        flags::Command::Preprocess(args) => preprocess::run(args),
+    }
+}
+
+/// The workspace root: configs' relative paths are relative to it.
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace root").to_path_buf()
+}
+
+/// Makes a path given on the command line absolute, relative to the
+/// directory the user ran the command in.
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// A flag raised by the first Ctrl-C; long jobs check it between units of
+/// work and stop cleanly. A second Ctrl-C exits at once.
+pub fn interrupt_flag() -> Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let handler_flag = flag.clone();
+        let installed = ctrlc::set_handler(move || {
+            if handler_flag.swap(true, Ordering::SeqCst) {
+                eprintln!("\ninterrupted twice: exiting now");
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupted: finishing the current step (Ctrl-C again to exit at once)");
+        });
+        if let Err(e) = installed {
+            eprintln!("warning: Ctrl-C will not stop cleanly: {e}");
+        }
+        flag
+    })
+    .clone()
+}

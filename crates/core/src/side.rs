@@ -19,7 +19,7 @@ impl Side {
     pub const MAX: u32 = 4096;
 
     pub fn new(px: u32) -> Result<Self, SideError> {
-        if (Self::MIN..=Self::MAX).contains(&px) && px % 4 == 0 {
+        if (Self::MIN..=Self::MAX).contains(&px) && px.is_multiple_of(4) {
             Ok(Side(px))
         } else {
             Err(SideError(px))

@@ -11,8 +11,8 @@ pub enum DataError {
     MissingPartition { split: String, looked: PathBuf },
     #[error("no images found under {}", .0.display())]
     NoImages(PathBuf),
-    #[error("cannot write to the output folder {}: {source}", .path.display())]
-    Unwritable { path: PathBuf, source: std::io::Error },
+    #[error("cannot write to the output folder {}: {error}", .path.display())]
+    Unwritable { path: PathBuf, error: std::io::Error },
     #[error("{} already holds a cache; pass --resume to continue it, or choose another --out", .0.display())]
     CacheExists(PathBuf),
     #[error("the cache in {} was made from another configuration (hash {found}, this one {expected}); use the same config to resume, or another --out", .path.display())]
@@ -21,14 +21,14 @@ pub enum DataError {
     InvalidCache { path: PathBuf, reason: String },
     #[error("invalid preprocessing config: {0}")]
     InvalidConfig(String),
-    #[error("{}: {source}", .path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {error}", .path.display())]
+    Io { path: PathBuf, error: std::io::Error },
 }
 
 impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> DataError {
         let path = path.into();
-        move |source| DataError::Io { path, source }
+        move |error| DataError::Io { path, error }
     }
 
     pub(crate) fn invalid_cache(path: impl Into<PathBuf>, reason: impl Into<String>) -> DataError {

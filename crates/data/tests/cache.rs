@@ -49,9 +49,7 @@ fn make_dataset(root: &Path) {
     gradient(20, 20).save_with_format(class.join("disguised.JPEG"), ImageFormat::Png).unwrap();
     // Broken files.
     let mut jpeg = Vec::new();
-    gradient(64, 64)
-        .write_to(&mut std::io::Cursor::new(&mut jpeg), ImageFormat::Jpeg)
-        .unwrap();
+    gradient(64, 64).write_to(&mut std::io::Cursor::new(&mut jpeg), ImageFormat::Jpeg).unwrap();
     std::fs::write(class.join("truncated.jpg"), &jpeg[..jpeg.len() / 3]).unwrap();
     std::fs::write(class.join("empty.jpg"), b"").unwrap();
     std::fs::write(class.join("text.jpg"), b"this is not a picture").unwrap();

@@ -89,8 +89,8 @@ impl Manifest {
     pub fn read(cache_dir: &Path) -> Result<Manifest, DataError> {
         let path = cache_dir.join(MANIFEST);
         let text = std::fs::read_to_string(&path).map_err(DataError::io(&path))?;
-        let manifest: Manifest =
-            serde_json::from_str(&text).map_err(|e| DataError::invalid_cache(&path, format!("unreadable manifest: {e}")))?;
+        let manifest: Manifest = serde_json::from_str(&text)
+            .map_err(|e| DataError::invalid_cache(&path, format!("unreadable manifest: {e}")))?;
         if manifest.format_version != FORMAT_VERSION {
             return Err(DataError::invalid_cache(
                 &path,

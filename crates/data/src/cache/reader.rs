@@ -54,7 +54,10 @@ impl UvCache {
             total += info.count;
         }
         if total != manifest.count {
-            return Err(DataError::invalid_cache(dir, format!("shards hold {total} images, manifest says {}", manifest.count)));
+            return Err(DataError::invalid_cache(
+                dir,
+                format!("shards hold {total} images, manifest says {}", manifest.count),
+            ));
         }
         Ok(UvCache { dir: dir.to_path_buf(), manifest, shards, starts })
     }
@@ -108,9 +111,8 @@ fn map_shard(path: &Path, count: usize, s: usize) -> Result<MappedShard, DataErr
         SafeTensors::read_metadata(&map).map_err(|e| DataError::invalid_cache(path, e.to_string()))?;
     let data_start = 8 + header_len;
     let tensor = |name: &str, shape: Vec<usize>| -> Result<Range<usize>, DataError> {
-        let info = metadata
-            .info(name)
-            .ok_or_else(|| DataError::invalid_cache(path, format!("tensor '{name}' is missing")))?;
+        let info =
+            metadata.info(name).ok_or_else(|| DataError::invalid_cache(path, format!("tensor '{name}' is missing")))?;
         if info.dtype != Dtype::U8 || info.shape != shape {
             return Err(DataError::invalid_cache(
                 path,

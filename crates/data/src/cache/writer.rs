@@ -137,7 +137,7 @@ pub fn write_cache(
 
 /// Creates the output folder and proves it writable before any work is done.
 fn prepare_out_dir(out: &Path) -> Result<(), DataError> {
-    let unwritable = |source| DataError::Unwritable { path: out.to_path_buf(), source };
+    let unwritable = |error| DataError::Unwritable { path: out.to_path_buf(), error };
     std::fs::create_dir_all(out).map_err(unwritable)?;
     let probe = out.join(".write-probe");
     std::fs::write(&probe, b"").map_err(unwritable)?;

@@ -1,0 +1,10 @@
+//! Progress bars: done/total, rate and ETA on a terminal; silent otherwise.
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub fn bar(total: u64, unit: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    let template = format!("{{bar:40}} {{pos}}/{{len}} {unit} {{per_sec}} ETA {{eta}} {{msg}}");
+    bar.set_style(ProgressStyle::with_template(&template).expect("valid progress template"));
+    bar
+}
