@@ -14,6 +14,8 @@ pub struct Xtask {
 pub enum Command {
     /// Turn a folder of photographs into the grayscale + UV training cache.
     Preprocess(PreprocessArgs),
+    /// Colorize photographs (files or folders; colour or gray) with a trained head.
+    Colorize(ColorizeArgs),
 }
 
 #[derive(Args, Debug)]
@@ -42,4 +44,37 @@ pub struct PreprocessArgs {
     /// Continue an interrupted run, redoing only the missing shards.
     #[arg(long)]
     pub resume: bool,
+}
+
+/// Where the model's weights come from and where it runs.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// VGG-16 trunk weights (safetensors, timm layout); `hub` for
+    /// timm/vgg16.tv_in1k from the Hugging Face cache. Default: the embedded trunk.
+    #[arg(long)]
+    pub vgg_weights: Option<PathBuf>,
+    /// cpu or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ColorizeArgs {
+    /// Pictures or folders of pictures (searched recursively).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Output folder; outputs keep the inputs' names (and folders), as PNG.
+    #[arg(long, default_value = "runs/colorized")]
+    pub out: PathBuf,
+    /// Trained head (safetensors). Default: the project's embedded colorizer.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Side of the square the model sees (a multiple of 4).
+    #[arg(long, default_value_t = 224)]
+    pub size: u32,
+    /// Also write a JPEG beside each PNG.
+    #[arg(long)]
+    pub jpeg: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
 }

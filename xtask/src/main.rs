@@ -6,7 +6,9 @@
 //! own module with a `run` function; `flags.rs` declares the whole CLI.
 //! The libraries do the work; this crate only parses, reports and glues.
 
+mod colorize;
 mod flags;
+mod model;
 mod preprocess;
 mod progress;
 
@@ -30,6 +32,7 @@ fn main() {
 fn run(flags: flags::Xtask) -> Result<()> {
     match flags.command {
         flags::Command::Preprocess(args) => preprocess::run(args),
+        flags::Command::Colorize(args) => colorize::run(args),
     }
 }
 

@@ -38,15 +38,36 @@ pub fn luma8(rgb: [u8; 3]) -> u8 {
     rgb_to_yuv8(rgb)[0]
 }
 
+/// How much each of R, G, B moves per unit of (U - 128) and of (V - 128):
+/// the method's inverse.
+const INVERSE_CHROMA: [[f32; 2]; 3] = [[0.0, 1.402], [-0.344_136, -0.714_136], [1.772, 0.0]];
+
 /// Converts Y, U, V (0..255 scale, any real value) back to 8-bit RGB with the
 /// method's inverse, rounded to nearest and clamped.
 #[inline]
 pub fn yuv_to_rgb8(y: f32, u: f32, v: f32) -> [u8; 3] {
     let (du, dv) = (u - 128.0, v - 128.0);
-    let r = y + 1.402 * dv;
-    let g = y - 0.344_136 * du - 0.714_136 * dv;
-    let b = y + 1.772 * du;
-    [r, g, b].map(|c| c.round().clamp(0.0, 255.0) as u8)
+    INVERSE_CHROMA.map(|[a, b]| (y + a * du + b * dv).round().clamp(0.0, 255.0) as u8)
+}
+
+/// Like `yuv_to_rgb8`, but a colour outside the RGB cube is brought inside by
+/// scaling its chroma towards gray instead of clamping each channel, so the
+/// luminance stays Y (up to rounding). Clamping would darken or brighten
+/// saturated predictions; a colorizer must not change the picture's gray.
+#[inline]
+pub fn yuv_to_rgb8_keep_luma(y: f32, u: f32, v: f32) -> [u8; 3] {
+    let y = y.clamp(0.0, 255.0);
+    let (du, dv) = (u - 128.0, v - 128.0);
+    let mut scale = 1.0f32;
+    for [a, b] in INVERSE_CHROMA {
+        let d = a * du + b * dv;
+        if d > 0.0 {
+            scale = scale.min((255.0 - y) / d);
+        } else if d < 0.0 {
+            scale = scale.min(y / -d);
+        }
+    }
+    INVERSE_CHROMA.map(|[a, b]| (y + scale * (a * du + b * dv)).round().clamp(0.0, 255.0) as u8)
 }
 
 /// Converts interleaved RGB bytes to planar Y and UV planes (`uv` holds the
@@ -67,13 +88,13 @@ pub fn rgb_to_planes(rgb: &[u8], y: &mut [u8], uv: &mut [u8]) {
     }
 }
 
-/// Recombines a Y plane and U, V planes (0..255 scale, as f32) into
-/// interleaved RGB bytes.
+/// Recombines a Y plane and predicted U, V planes (0..255 scale) into
+/// interleaved RGB bytes, keeping the luminance (`yuv_to_rgb8_keep_luma`).
 pub fn planes_to_rgb(y: &[u8], u: &[f32], v: &[f32]) -> Vec<u8> {
     assert!(y.len() == u.len() && y.len() == v.len(), "planes must match");
     let mut rgb = Vec::with_capacity(3 * y.len());
     for ((&y, &u), &v) in y.iter().zip(u).zip(v) {
-        rgb.extend_from_slice(&yuv_to_rgb8(f32::from(y), u, v));
+        rgb.extend_from_slice(&yuv_to_rgb8_keep_luma(f32::from(y), u, v));
     }
     rgb
 }
@@ -122,6 +143,26 @@ mod tests {
     fn gray_pixels_have_neutral_chroma() {
         for g in 0..=255u8 {
             assert_eq!(rgb_to_yuv8([g, g, g]), [g, 128, 128]);
+        }
+    }
+
+    #[test]
+    fn keeping_luma_desaturates_instead_of_clamping() {
+        // Bright yellow-ish Y with extreme chroma: plain clamping moves Y.
+        let (y, u, v) = (200.0, 20.0, 240.0);
+        let clamped = yuv_to_rgb8(y, u, v);
+        let kept = yuv_to_rgb8_keep_luma(y, u, v);
+        assert!(luma8(clamped).abs_diff(200) > 5);
+        assert!(luma8(kept).abs_diff(200) <= 1, "{kept:?}");
+        // In-gamut colours are untouched.
+        assert_eq!(yuv_to_rgb8_keep_luma(120.0, 140.0, 110.0), yuv_to_rgb8(120.0, 140.0, 110.0));
+        for y in (0..=255).step_by(15) {
+            for u in (0..=255).step_by(15) {
+                for v in (0..=255).step_by(15) {
+                    let rgb = yuv_to_rgb8_keep_luma(y as f32, u as f32, v as f32);
+                    assert!(luma8(rgb).abs_diff(y as u8) <= 1, "{y} {u} {v} -> {rgb:?}");
+                }
+            }
         }
     }
 

@@ -1,1 +1,33 @@
-//! stub
+//! The network of the method, in candle, and colorizing a picture with it.
+//!
+//! ```text
+//! gray Y [n,1,S,S] --normalise--> x [n,3,S,S]
+//!   -> Vgg16Trunk (frozen)        taps conv1_2 [n,64,S,S], conv2_2 [n,128,S/2,S/2], conv3_3 [n,256,S/4,S/4]
+//!   -> hypercolumn                [n,451,S,S] (bilinear upsampling, no gradient)
+//!   -> HypercolumnHead (trained)  logits [n,2,S,S]; sigmoid -> (U, V) / 255
+//! ```
+//!
+//! **Architecture invariant:** weights enter only through a `VarBuilder`:
+//! the trunk from a memory-mapped safetensors file (plain tensors, so it is
+//! frozen), the head from a `VarMap` (the only trainable variables).
+//! Every convolution goes through `conv::Conv2d`, the one seam where a
+//! faster kernel can be put in.
+
+pub mod colorize;
+mod config;
+pub mod conv;
+mod device;
+mod error;
+pub mod head;
+pub mod hypercolumn;
+pub mod network;
+pub mod trunk;
+pub mod weights;
+
+pub use colorize::colorize_image;
+pub use config::{HeadConfig, ModelConfig};
+pub use device::parse_device;
+pub use error::ModelError;
+pub use head::HypercolumnHead;
+pub use network::Colorizer;
+pub use trunk::{Taps, Vgg16Trunk};

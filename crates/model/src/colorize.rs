@@ -1,0 +1,45 @@
+//! Colorizing a picture of any size with a `Colorizer`.
+//!
+//! The model sees the picture squashed to S x S (so that every part of it
+//! gets a prediction); its U and V are scaled back to the picture's size and
+//! joined to the picture's own full-resolution Y. The output's luminance is
+//! therefore the input's gray, up to rounding and RGB clamping: colorizing
+//! never blurs or shifts the picture.
+
+use crate::{Colorizer, ModelError};
+use candle_core::DType;
+use colorize_core::{yuv, Side};
+use image::imageops::{self, FilterType};
+use image::{GrayImage, Luma, RgbImage};
+
+/// The full-resolution gray (Y) of a picture.
+pub fn luma(image: &RgbImage) -> GrayImage {
+    GrayImage::from_fn(image.width(), image.height(), |x, y| Luma([yuv::luma8(image.get_pixel(x, y).0)]))
+}
+
+/// Predicted U and V planes (0..255 scale) at the gray picture's size.
+pub fn predict_uv(model: &Colorizer, gray: &GrayImage, side: Side) -> Result<[Vec<f32>; 2], ModelError> {
+    let s = side.get();
+    let small = imageops::resize(gray, s, s, FilterType::Triangle);
+    let y = model.gray_tensor(small.as_raw(), 1, s as usize, s as usize)?;
+    // Quantised to 8-bit levels, as a YUV picture stores them: a prediction
+    // of exactly 0.5 is neutral chroma (128), not 127.5.
+    let uv = (model.predict(&y)? * 255.0)?.round()?.clamp(0f32, 255f32)?.to_dtype(DType::U8)?;
+    let planes: Vec<Vec<u8>> = uv.squeeze(0)?.flatten_from(1)?.to_vec2()?;
+    let (w, h) = gray.dimensions();
+    let mut out = [Vec::new(), Vec::new()];
+    for (plane, dst) in planes.into_iter().zip(&mut out) {
+        let small = GrayImage::from_raw(s, s, plane).expect("a plane of S x S values");
+        let full = imageops::resize(&small, w, h, FilterType::Triangle);
+        *dst = full.as_raw().iter().map(|&x| f32::from(x)).collect();
+    }
+    Ok(out)
+}
+
+/// Colorizes a picture (colour or gray: only its luminance is used).
+pub fn colorize_image(model: &Colorizer, image: &RgbImage, side: Side) -> Result<RgbImage, ModelError> {
+    let gray = luma(image);
+    let [u, v] = predict_uv(model, &gray, side)?;
+    let rgb = yuv::planes_to_rgb(gray.as_raw(), &u, &v);
+    Ok(RgbImage::from_raw(image.width(), image.height(), rgb).expect("3 bytes per pixel"))
+}

@@ -1,0 +1,30 @@
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    #[error("trunk weights {} not found", .0.display())]
+    MissingWeights(PathBuf),
+    #[error(
+        "no VGG-16 trunk weights: set `model.trunk_weights` in the config or pass --vgg-weights PATH, \
+         or put timm/vgg16.tv_in1k (model.safetensors) in the Hugging Face cache ({})",
+        .hub_cache.display()
+    )]
+    NoTrunkWeights { hub_cache: PathBuf },
+    #[error("{}: tensor '{key}' is missing", .path.display())]
+    MissingKey { path: PathBuf, key: String },
+    #[error("{}: tensor '{key}' has shape {found:?}, expected {expected:?}", .path.display())]
+    WrongShape { path: PathBuf, key: String, found: Vec<usize>, expected: Vec<usize> },
+    #[error("{}: {message}", .path.display())]
+    BadFile { path: PathBuf, message: String },
+    #[error("no head checkpoint: pass --checkpoint HEAD.safetensors (the project has no embedded colorizer yet)")]
+    NoEmbeddedHead,
+    #[error("device '{0}': expected cpu or cuda:N")]
+    BadDevice(String),
+    #[error("device '{0}': this build has no CUDA support; rebuild with `--features cuda`")]
+    NoCuda(String),
+    #[error("input side {0} is invalid: the model needs a multiple of 4, at least 16")]
+    BadSide(usize),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}

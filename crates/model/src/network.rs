@@ -1,0 +1,96 @@
+//! `Colorizer`: trunk + hypercolumn + head, ready to predict or train.
+
+use crate::head::HypercolumnHead;
+use crate::hypercolumn::hypercolumn;
+use crate::trunk::{normalise_gray, Vgg16Trunk};
+use crate::{HeadConfig, ModelError};
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use std::path::Path;
+
+pub struct Colorizer {
+    trunk: Vgg16Trunk,
+    head: HypercolumnHead,
+    /// The head's variables: the only trainable ones.
+    varmap: VarMap,
+    device: Device,
+}
+
+impl Colorizer {
+    /// A trunk from `trunk_path` and a freshly initialised head, its weights
+    /// drawn from `seed` (candle's own CPU generator cannot be seeded).
+    pub fn new(trunk_path: &Path, head: HeadConfig, seed: u64, device: &Device) -> Result<Colorizer, ModelError> {
+        head.validate().map_err(|message| ModelError::BadFile { path: trunk_path.into(), message })?;
+        let trunk = Vgg16Trunk::load(trunk_path, device)?;
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let head = HypercolumnHead::new(head, vb)?;
+        head.reinitialise(&varmap, seed)?;
+        Ok(Colorizer { trunk, head, varmap, device: device.clone() })
+    }
+
+    /// A trunk and a saved head; the head's shape is read from its file.
+    pub fn load(trunk_path: &Path, head_path: &Path, device: &Device) -> Result<Colorizer, ModelError> {
+        if !head_path.is_file() {
+            return Err(ModelError::MissingWeights(head_path.to_path_buf()));
+        }
+        let config = HypercolumnHead::config_of_file(head_path)?;
+        let mut colorizer = Colorizer::new(trunk_path, config, 0, device)?;
+        colorizer.load_head(head_path)?;
+        Ok(colorizer)
+    }
+
+    /// Overwrites the head's variables with a saved head of the same shape.
+    pub fn load_head(&mut self, path: &Path) -> Result<(), ModelError> {
+        self.varmap.load(path).map_err(|e| ModelError::BadFile { path: path.into(), message: e.to_string() })
+    }
+
+    /// Saves the head's variables (safetensors, stable names), atomically.
+    pub fn save_head(&self, path: &Path) -> Result<(), ModelError> {
+        let tmp = path.with_extension("safetensors.tmp");
+        self.varmap.save(&tmp)?;
+        std::fs::rename(&tmp, path).map_err(|e| ModelError::BadFile { path: path.into(), message: e.to_string() })
+    }
+
+    pub fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    pub fn head(&self) -> &HypercolumnHead {
+        &self.head
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Gray bytes [n, h, w] as the model's input tensor [n, 1, h, w] (0..255, f32).
+    pub fn gray_tensor(&self, y: &[u8], n: usize, h: usize, w: usize) -> Result<Tensor, ModelError> {
+        if h % 4 != 0 || w % 4 != 0 || h < 16 || w < 16 {
+            return Err(ModelError::BadSide(h.min(w)));
+        }
+        Ok(Tensor::from_slice(y, (n, 1, h, w), &self.device)?.to_dtype(DType::F32)?)
+    }
+
+    /// The frozen features: y [n, 1, h, w] (0..255) -> [n, 451, h, w].
+    pub fn hypercolumn(&self, y: &Tensor) -> Result<Tensor, ModelError> {
+        let x = normalise_gray(y)?;
+        let taps = self.trunk.forward(&x)?;
+        Ok(hypercolumn(&x, &taps)?)
+    }
+
+    /// The head's logits for a hypercolumn: [n, 2, h, w].
+    pub fn logits(&self, hypercolumn: &Tensor) -> Result<Tensor, ModelError> {
+        Ok(self.head.forward(hypercolumn)?)
+    }
+
+    /// Predicted (U, V) / 255 in (0, 1): [n, 2, h, w].
+    pub fn predict(&self, y: &Tensor) -> Result<Tensor, ModelError> {
+        let t = self.hypercolumn(y)?;
+        Ok(candle_nn::ops::sigmoid(&self.logits(&t)?)?)
+    }
+
+    pub fn trunk(&self) -> &Vgg16Trunk {
+        &self.trunk
+    }
+}

@@ -1,0 +1,94 @@
+//! `Vgg16Trunk`: VGG-16 up to the third max-pool, frozen, with its taps.
+
+use crate::conv::Conv2d;
+use crate::weights::check_tensors;
+use crate::ModelError;
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::VarBuilder;
+use std::path::Path;
+
+/// (timm index in `features`, input channels, output channels) of conv1_1 … conv3_3.
+pub const TRUNK_LAYERS: [(usize, usize, usize); 7] =
+    [(0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256), (12, 256, 256), (14, 256, 256)];
+
+/// Channels of the hypercolumn: the input's 3, then conv1_2, conv2_2, conv3_3.
+pub const HYPERCOLUMN_CHANNELS: usize = 3 + 64 + 128 + 256;
+
+/// ImageNet normalisation the trunk's weights expect (RGB, on x / 255).
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// The ReLU outputs the hypercolumn is made of.
+#[derive(Debug)]
+pub struct Taps {
+    /// [n, 64, h, w]
+    pub conv1_2: Tensor,
+    /// [n, 128, h/2, w/2]
+    pub conv2_2: Tensor,
+    /// [n, 256, h/4, w/4]
+    pub conv3_3: Tensor,
+}
+
+#[derive(Clone, Debug)]
+pub struct Vgg16Trunk {
+    convs: Vec<Conv2d>,
+}
+
+impl Vgg16Trunk {
+    /// The tensors a trunk file must hold, with their shapes (timm's keys).
+    pub fn expected_tensors() -> Vec<(String, Vec<usize>)> {
+        TRUNK_LAYERS
+            .iter()
+            .flat_map(|&(i, cin, cout)| {
+                [(format!("features.{i}.weight"), vec![cout, cin, 3, 3]), (format!("features.{i}.bias"), vec![cout])]
+            })
+            .collect()
+    }
+
+    /// Loads conv1_1 … conv3_3 from a safetensors file in timm's layout
+    /// (memory-mapped; other tensors in the file, such as the classifier of
+    /// a full VGG-16, are never read).
+    pub fn load(path: &Path, device: &Device) -> std::result::Result<Vgg16Trunk, ModelError> {
+        check_tensors(path, &Self::expected_tensors())?;
+        // SAFETY: weights files are read-only while in use.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, device)? };
+        Ok(Self::new(vb.pp("features"))?)
+    }
+
+    /// Builds the trunk from a `VarBuilder` rooted at timm's `features`.
+    pub fn new(vb: VarBuilder) -> Result<Vgg16Trunk> {
+        let convs = TRUNK_LAYERS
+            .iter()
+            .map(|&(i, cin, cout)| {
+                let vb = vb.pp(i.to_string());
+                Ok(Conv2d::new(vb.get((cout, cin, 3, 3), "weight")?, vb.get(cout, "bias")?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Vgg16Trunk { convs })
+    }
+
+    /// x: [n, 3, h, w], normalised; h and w multiples of 4.
+    pub fn forward(&self, x: &Tensor) -> Result<Taps> {
+        let c = &self.convs;
+        let x = c[0].forward(x)?.relu()?;
+        let conv1_2 = c[1].forward(&x)?.relu()?;
+        let x = conv1_2.max_pool2d(2)?;
+        let x = c[2].forward(&x)?.relu()?;
+        let conv2_2 = c[3].forward(&x)?.relu()?;
+        let x = conv2_2.max_pool2d(2)?;
+        let x = c[4].forward(&x)?.relu()?;
+        let x = c[5].forward(&x)?.relu()?;
+        let conv3_3 = c[6].forward(&x)?.relu()?;
+        Ok(Taps { conv1_2, conv2_2, conv3_3 })
+    }
+}
+
+/// The trunk's input from gray values: y [n, 1, h, w] in 0..=255 becomes
+/// [n, 3, h, w], Y repeated and normalised per channel.
+pub fn normalise_gray(y: &Tensor) -> Result<Tensor> {
+    let (n, _, h, w) = y.dims4()?;
+    let device = y.device();
+    let mean = Tensor::new(&IMAGENET_MEAN, device)?.reshape((1, 3, 1, 1))?;
+    let std = Tensor::new(&IMAGENET_STD, device)?.reshape((1, 3, 1, 1))?;
+    (y / 255.0)?.broadcast_as((n, 3, h, w))?.broadcast_sub(&mean)?.broadcast_div(&std)
+}

@@ -1,0 +1,44 @@
+//! Colorizing pictures: the luminance is the input's, and a neutral head gives gray.
+
+use candle_core::{Device, Tensor};
+use colorize_core::{yuv, Side};
+use colorize_model::weights::embedded_trunk;
+use colorize_model::{colorize_image, Colorizer, HeadConfig};
+use image::{Rgb, RgbImage};
+
+fn small_head() -> HeadConfig {
+    HeadConfig { conv1_channels: 8, conv1_kernel: 3, conv2_channels: 4, conv2_kernel: 3 }
+}
+
+fn photo(w: u32, h: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| Rgb([(40 + x * 150 / w) as u8, (60 + y * 140 / h) as u8, ((x + y) % 90 + 70) as u8]))
+}
+
+#[test]
+fn the_output_keeps_the_input_luminance_at_full_resolution() {
+    let model = Colorizer::new(&embedded_trunk(), small_head(), 5, &Device::Cpu).unwrap();
+    let input = photo(53, 37); // odd size, not square
+    let output = colorize_image(&model, &input, Side::new(32).unwrap()).unwrap();
+    assert_eq!(output.dimensions(), (53, 37));
+    let mut worst = 0;
+    for (a, b) in input.pixels().zip(output.pixels()) {
+        worst = worst.max(yuv::luma8(a.0).abs_diff(yuv::luma8(b.0)));
+    }
+    assert!(worst <= 1, "luminance moved by {worst}");
+}
+
+#[test]
+fn a_head_that_outputs_one_half_turns_any_picture_into_its_gray() {
+    let model = Colorizer::new(&embedded_trunk(), small_head(), 5, &Device::Cpu).unwrap();
+    for (name, var) in model.varmap().data().lock().unwrap().iter() {
+        if name.starts_with("out.") {
+            var.set(&Tensor::zeros(var.shape(), var.dtype(), &Device::Cpu).unwrap()).unwrap();
+        }
+    }
+    let input = photo(40, 24);
+    let output = colorize_image(&model, &input, Side::new(16).unwrap()).unwrap();
+    for (a, b) in input.pixels().zip(output.pixels()) {
+        let g = yuv::luma8(a.0);
+        assert_eq!(b.0, [g, g, g]);
+    }
+}

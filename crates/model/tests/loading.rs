@@ -1,0 +1,90 @@
+//! Loading weights: the errors a user meets, each naming the problem.
+
+use candle_core::{Device, Tensor};
+use colorize_model::trunk::Vgg16Trunk;
+use colorize_model::{Colorizer, HeadConfig, ModelError};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("colorize-model-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A trunk file with seeded random weights under timm's names.
+fn random_trunk(skip: Option<&str>, reshape: Option<&str>) -> HashMap<String, Tensor> {
+    let device = Device::Cpu;
+    let mut tensors = HashMap::new();
+    for (key, shape) in Vgg16Trunk::expected_tensors() {
+        if Some(key.as_str()) == skip {
+            continue;
+        }
+        let shape = if Some(key.as_str()) == reshape { vec![shape[0] + 1] } else { shape };
+        tensors.insert(key, Tensor::randn(0f32, 0.1, shape, &device).unwrap());
+    }
+    tensors
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let err = Vgg16Trunk::load(&PathBuf::from("/nowhere/vgg.safetensors"), &Device::Cpu).unwrap_err();
+    assert!(matches!(err, ModelError::MissingWeights(_)));
+    assert!(err.to_string().contains("/nowhere/vgg.safetensors"), "{err}");
+}
+
+#[test]
+fn a_missing_key_is_named() {
+    let dir = tempdir("missing-key");
+    let path = dir.join("trunk.safetensors");
+    candle_core::safetensors::save(&random_trunk(Some("features.12.weight"), None), &path).unwrap();
+    let err = Vgg16Trunk::load(&path, &Device::Cpu).unwrap_err();
+    assert!(err.to_string().contains("features.12.weight") && err.to_string().contains("missing"), "{err}");
+}
+
+#[test]
+fn a_wrong_shape_names_the_key_and_both_shapes() {
+    let dir = tempdir("wrong-shape");
+    let path = dir.join("trunk.safetensors");
+    candle_core::safetensors::save(&random_trunk(None, Some("features.5.bias")), &path).unwrap();
+    let err = Vgg16Trunk::load(&path, &Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("features.5.bias") && err.contains("[129]") && err.contains("[128]"), "{err}");
+}
+
+#[test]
+fn random_weights_in_timm_layout_load_and_run() {
+    let dir = tempdir("random");
+    let path = dir.join("trunk.safetensors");
+    candle_core::safetensors::save(&random_trunk(None, None), &path).unwrap();
+    let model = Colorizer::new(&path, HeadConfig::default(), 1, &Device::Cpu).unwrap();
+    let y = model.gray_tensor(&[100; 32 * 48], 1, 32, 48).unwrap();
+    assert_eq!(model.predict(&y).unwrap().dims(), [1, 2, 32, 48], "any multiple of 4 keeps its size");
+    assert!(matches!(model.gray_tensor(&[0; 30 * 30], 1, 30, 30), Err(ModelError::BadSide(30))));
+}
+
+#[test]
+fn a_head_saves_and_loads_with_stable_names_and_its_shape() {
+    let dir = tempdir("head");
+    let trunk = colorize_model::weights::embedded_trunk();
+    let config = HeadConfig { conv1_channels: 8, conv1_kernel: 3, conv2_channels: 4, conv2_kernel: 1 };
+    let model = Colorizer::new(&trunk, config, 1, &Device::Cpu).unwrap();
+    let path = dir.join("head.safetensors");
+    model.save_head(&path).unwrap();
+    let saved = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+    let mut names: Vec<_> = saved.keys().cloned().collect();
+    names.sort();
+    assert_eq!(names, ["conv1.bias", "conv1.weight", "conv2.bias", "conv2.weight", "out.bias", "out.weight"]);
+
+    let loaded = Colorizer::load(&trunk, &path, &Device::Cpu).unwrap();
+    assert_eq!(loaded.head().config(), config);
+    let y = model.gray_tensor(&[60; 16 * 16], 1, 16, 16).unwrap();
+    let a: Vec<f32> = model.predict(&y).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let b: Vec<f32> = loaded.predict(&y).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(a, b);
+
+    // Loading into a head of another shape is refused, naming the file.
+    let mut other = Colorizer::new(&trunk, HeadConfig::default(), 1, &Device::Cpu).unwrap();
+    let err = other.load_head(&path).unwrap_err().to_string();
+    assert!(err.contains("head.safetensors"), "{err}");
+}

@@ -1,0 +1,186 @@
+//! The trunk and hypercolumn against plain loops written here.
+
+use candle_core::{DType, Device, Tensor};
+use colorize_core::Rng;
+use colorize_model::hypercolumn::hypercolumn;
+use colorize_model::trunk::{normalise_gray, Taps, Vgg16Trunk, IMAGENET_MEAN, IMAGENET_STD, TRUNK_LAYERS};
+use colorize_model::weights::embedded_trunk;
+use std::collections::HashMap;
+
+/// A [c, h, w] activation in f64.
+#[derive(Clone)]
+struct Act {
+    c: usize,
+    h: usize,
+    w: usize,
+    v: Vec<f64>,
+}
+
+impl Act {
+    fn at(&self, c: usize, y: usize, x: usize) -> f64 {
+        self.v[(c * self.h + y) * self.w + x]
+    }
+}
+
+/// 3x3 convolution, zero padding 1, bias, then ReLU.
+fn conv3x3_relu(input: &Act, weight: &[f32], bias: &[f32], cout: usize) -> Act {
+    let (cin, h, w) = (input.c, input.h, input.w);
+    let mut out = vec![0.0; cout * h * w];
+    for o in 0..cout {
+        for y in 0..h {
+            for x in 0..w {
+                let mut sum = f64::from(bias[o]);
+                for i in 0..cin {
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            let (sy, sx) = (y as isize + ky as isize - 1, x as isize + kx as isize - 1);
+                            if sy < 0 || sx < 0 || sy >= h as isize || sx >= w as isize {
+                                continue;
+                            }
+                            let wv = weight[((o * cin + i) * 3 + ky) * 3 + kx];
+                            sum += f64::from(wv) * input.at(i, sy as usize, sx as usize);
+                        }
+                    }
+                }
+                out[(o * h + y) * w + x] = sum.max(0.0);
+            }
+        }
+    }
+    Act { c: cout, h, w, v: out }
+}
+
+fn max_pool2(input: &Act) -> Act {
+    let (h, w) = (input.h / 2, input.w / 2);
+    let mut v = vec![0.0; input.c * h * w];
+    for c in 0..input.c {
+        for y in 0..h {
+            for x in 0..w {
+                let m = [(0, 0), (0, 1), (1, 0), (1, 1)]
+                    .iter()
+                    .map(|(dy, dx)| input.at(c, 2 * y + dy, 2 * x + dx))
+                    .fold(f64::MIN, f64::max);
+                v[(c * h + y) * w + x] = m;
+            }
+        }
+    }
+    Act { c: input.c, h, w, v }
+}
+
+fn to_act(t: &Tensor) -> Act {
+    let (_, c, h, w) = t.dims4().unwrap();
+    let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+    Act { c, h, w, v: v.into_iter().map(f64::from).collect() }
+}
+
+fn max_diff(a: &Act, b: &Act) -> f64 {
+    assert_eq!((a.c, a.h, a.w), (b.c, b.h, b.w));
+    a.v.iter().zip(&b.v).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
+fn random_gray(side: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    (0..side * side).map(|_| rng.below(256) as u8).collect()
+}
+
+/// Runs the trunk in `path` and the plain loops on a random 16x16 gray
+/// input; returns (tap, max abs difference, peak |value|) per tap.
+fn compare_taps(path: &std::path::Path) -> Vec<(&'static str, f64, f64)> {
+    let device = Device::Cpu;
+    let trunk = Vgg16Trunk::load(&path, &device).unwrap();
+    let weights: HashMap<String, Tensor> = candle_core::safetensors::load(&path, &device).unwrap();
+    let get = |k: &str| -> Vec<f32> { weights[k].flatten_all().unwrap().to_vec1().unwrap() };
+
+    let side = 16;
+    let gray = random_gray(side, 3);
+    // The normalised input, written out by hand.
+    let mut input = Act { c: 3, h: side, w: side, v: vec![0.0; 3 * side * side] };
+    for c in 0..3 {
+        for (i, &g) in gray.iter().enumerate() {
+            let x = f64::from(g) / 255.0;
+            input.v[c * side * side + i] = (x - f64::from(IMAGENET_MEAN[c])) / f64::from(IMAGENET_STD[c]);
+        }
+    }
+    let y = Tensor::from_slice(&gray, (1, 1, side, side), &device).unwrap().to_dtype(DType::F32).unwrap();
+    let x = normalise_gray(&y).unwrap();
+    assert!(max_diff(&to_act(&x), &input) < 1e-5, "normalisation");
+
+    let mut act = input;
+    let mut reference = Vec::new();
+    for (layer, &(i, _, cout)) in TRUNK_LAYERS.iter().enumerate() {
+        act = conv3x3_relu(&act, &get(&format!("features.{i}.weight")), &get(&format!("features.{i}.bias")), cout);
+        if matches!(layer, 1 | 3 | 6) {
+            reference.push(act.clone());
+        }
+        if matches!(layer, 1 | 3) {
+            act = max_pool2(&act);
+        }
+    }
+    let taps = trunk.forward(&x).unwrap();
+    [
+        ("conv1_2", &taps.conv1_2, &reference[0]),
+        ("conv2_2", &taps.conv2_2, &reference[1]),
+        ("conv3_3", &taps.conv3_3, &reference[2]),
+    ]
+    .into_iter()
+    .map(|(name, got, want)| (name, max_diff(&to_act(got), want), want.v.iter().fold(0.0f64, |m, x| m.max(x.abs()))))
+    .collect()
+}
+
+#[test]
+fn trunk_taps_match_plain_loops_with_seeded_random_weights() {
+    let path = std::env::temp_dir().join(format!("colorize-random-trunk-{}.safetensors", std::process::id()));
+    let mut rng = Rng::new(42);
+    let tensors: HashMap<String, Tensor> = Vgg16Trunk::expected_tensors()
+        .into_iter()
+        .map(|(key, shape)| {
+            let n: usize = shape.iter().product();
+            let fan_in = if shape.len() == 4 { shape[1] * 9 } else { 64 };
+            let scale = (2.0 / fan_in as f64).sqrt();
+            let values: Vec<f32> = (0..n).map(|_| ((rng.unit_f64() * 2.0 - 1.0) * scale) as f32).collect();
+            (key, Tensor::from_vec(values, shape, &Device::Cpu).unwrap())
+        })
+        .collect();
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    for (name, diff, peak) in compare_taps(&path) {
+        assert!(diff <= 1e-4, "{name}: max abs difference {diff} (peak {peak})");
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn trunk_taps_match_plain_loops_with_the_real_weights() {
+    // The embedded HED trunk was rescaled from Caffe's 0..255 input, so its
+    // activations reach ~1000, where one f32 step is 1.2e-4: the bound is
+    // relative to the tap's peak (a few f32 roundings of it).
+    for (name, diff, peak) in compare_taps(&embedded_trunk()) {
+        assert!(diff <= 2e-6 * peak.max(1.0), "{name}: max abs difference {diff} (peak {peak})");
+    }
+}
+
+#[test]
+fn hypercolumn_stacks_input_then_taps_upsampled_bilinearly() {
+    let device = Device::Cpu;
+    let (h, w) = (8, 8);
+    let x = Tensor::arange(0f32, (3 * h * w) as f32, &device).unwrap().reshape((1, 3, h, w)).unwrap();
+    let conv1_2 = Tensor::full(7f32, (1, 64, h, w), &device).unwrap();
+    // conv2_2 at 4x4 holds its column index in every channel: 0, 1, 2, 3.
+    let ramp = Tensor::arange(0f32, 4.0, &device).unwrap();
+    let conv2_2 = ramp.reshape((1, 1, 1, 4)).unwrap().broadcast_as((1, 128, 4, 4)).unwrap().contiguous().unwrap();
+    let conv3_3 = Tensor::full(-1f32, (1, 256, 2, 2), &device).unwrap();
+    let t = hypercolumn(&x, &Taps { conv1_2, conv2_2, conv3_3 }).unwrap();
+    assert_eq!(t.dims(), [1, 451, 8, 8]);
+    let at = |c: usize, y: usize, xx: usize| -> f32 {
+        t.get(0).unwrap().get(c).unwrap().get(y).unwrap().get(xx).unwrap().to_scalar().unwrap()
+    };
+    assert_eq!(at(0, 0, 0), 0.0);
+    assert_eq!(at(2, 7, 7), (2 * 64 + 63) as f32, "channels 0..3 are the input");
+    assert_eq!(at(3, 4, 4), 7.0);
+    assert_eq!(at(66, 0, 0), 7.0, "channels 3..67 are conv1_2");
+    // Half-pixel centres, x2: output column o samples source (o + 0.5) / 2 - 0.5.
+    for (o, want) in [(0, 0.0), (1, 0.25), (2, 0.75), (3, 1.25), (6, 2.75), (7, 3.0)] {
+        assert!((at(67, 3, o) - want).abs() < 1e-6, "conv2_2 column {o}: {} vs {want}", at(67, 3, o));
+        assert!((at(194, 5, o) - want).abs() < 1e-6);
+    }
+    assert_eq!(at(195, 0, 0), -1.0, "channels 195..451 are conv3_3");
+    assert_eq!(at(450, 7, 7), -1.0);
+}
