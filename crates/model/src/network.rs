@@ -66,7 +66,7 @@ impl Colorizer {
 
     /// Gray bytes [n, h, w] as the model's input tensor [n, 1, h, w] (0..255, f32).
     pub fn gray_tensor(&self, y: &[u8], n: usize, h: usize, w: usize) -> Result<Tensor, ModelError> {
-        if h % 4 != 0 || w % 4 != 0 || h < 16 || w < 16 {
+        if !h.is_multiple_of(4) || !w.is_multiple_of(4) || h < 16 || w < 16 {
             return Err(ModelError::BadSide(h.min(w)));
         }
         Ok(Tensor::from_slice(y, (n, 1, h, w), &self.device)?.to_dtype(DType::F32)?)
