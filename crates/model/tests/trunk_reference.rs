@@ -86,8 +86,8 @@ fn random_gray(side: usize, seed: u64) -> Vec<u8> {
 /// input; returns (tap, max abs difference, peak |value|) per tap.
 fn compare_taps(path: &std::path::Path) -> Vec<(&'static str, f64, f64)> {
     let device = Device::Cpu;
-    let trunk = Vgg16Trunk::load(&path, &device).unwrap();
-    let weights: HashMap<String, Tensor> = candle_core::safetensors::load(&path, &device).unwrap();
+    let trunk = Vgg16Trunk::load(path, &device).unwrap();
+    let weights: HashMap<String, Tensor> = candle_core::safetensors::load(path, &device).unwrap();
     let get = |k: &str| -> Vec<f32> { weights[k].flatten_all().unwrap().to_vec1().unwrap() };
 
     let side = 16;
