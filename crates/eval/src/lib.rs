@@ -1,1 +1,13 @@
-//! stub
+//! Measuring colour quality: QSSIM (the paper's measure) and the others, and
+//! scoring a folder of predictions or a model on a dataset.
+//!
+//! `measures` is pure: RGB images in, numbers out. `score` pairs images,
+//! makes predictions (a model, or a baseline), runs the measures in
+//! parallel and aggregates them into a `Report`.
+//!
+//! **Architecture invariant:** eval does not depend on train: any colorizer's
+//! outputs can be scored, and training uses the same measures.
+
+pub mod measures;
+
+pub use measures::{Metric, MeasureError};
