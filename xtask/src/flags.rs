@@ -16,6 +16,9 @@ pub enum Command {
     Preprocess(PreprocessArgs),
     /// Colorize photographs (files or folders; colour or gray) with a trained head.
     Colorize(ColorizeArgs),
+    /// Score colorizations: a folder of predictions against the originals,
+    /// or a model (and baselines) on a dataset.
+    Eval(EvalArgs),
 }
 
 #[derive(Args, Debug)]
@@ -75,6 +78,63 @@ pub struct ColorizeArgs {
     /// Also write a JPEG beside each PNG.
     #[arg(long)]
     pub jpeg: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Measures: a comma list of qssim, psnr, ssim, colorfulness, auc, or all.
+    #[arg(long, default_value = "qssim")]
+    pub metric: String,
+    /// Folder of predictions (any colorizer's outputs), paired with --truth by relative path.
+    #[arg(long, requires = "truth", conflicts_with_all = ["dataset", "checkpoint"])]
+    pub pred: Option<PathBuf>,
+    /// Folder of the original colour pictures, for --pred.
+    #[arg(long, requires = "pred")]
+    pub truth: Option<PathBuf>,
+    /// Dataset to colorize and score: sun, ilsvrc or folder (needs --root).
+    #[arg(long, requires = "root")]
+    pub dataset: Option<String>,
+    /// Root of the dataset.
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// SUN397 partition list (Testing_01 … Testing_10, Training_NN), or `all`.
+    #[arg(long, default_value = "Testing_01")]
+    pub split: String,
+    /// Score at most N images (a seeded random draw of the dataset).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Seed of that draw.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Trained head to evaluate. Default: the embedded colorizer.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Side of the square the model sees, and of the default comparison.
+    #[arg(long, default_value_t = 224)]
+    pub size: u32,
+    /// How truths are squared at the model's size: center or squash.
+    #[arg(long, default_value = "center")]
+    pub crop: String,
+    /// Compare at the original size (prediction's chroma upsampled, original Y).
+    #[arg(long)]
+    pub full_res: bool,
+    /// Baselines scored on the same images: gray, mean-chroma (comma list).
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// Training cache whose mean chroma the mean-chroma baseline uses (128 otherwise).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Write the report as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the per-image rows as CSV.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Write each image's QSSIM map as a gray PNG into this folder.
+    #[arg(long)]
+    pub qssim_maps: Option<PathBuf>,
     #[command(flatten)]
     pub model: ModelArgs,
 }

@@ -7,6 +7,7 @@
 //! The libraries do the work; this crate only parses, reports and glues.
 
 mod colorize;
+mod eval;
 mod flags;
 mod model;
 mod preprocess;
@@ -33,6 +34,7 @@ fn run(flags: flags::Xtask) -> Result<()> {
     match flags.command {
         flags::Command::Preprocess(args) => preprocess::run(args),
         flags::Command::Colorize(args) => colorize::run(args),
+        flags::Command::Eval(args) => eval::run(args),
     }
 }
 

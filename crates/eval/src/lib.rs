@@ -9,5 +9,9 @@
 //! outputs can be scored, and training uses the same measures.
 
 pub mod measures;
+pub mod report;
+pub mod score;
 
-pub use measures::{Metric, MeasureError};
+pub use measures::{MeasureError, Metric};
+pub use report::{Report, Summary};
+pub use score::{score, Item, Predictor, Protocol, Scoring};

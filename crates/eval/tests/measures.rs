@@ -124,7 +124,12 @@ fn reference_qssim(a: &RgbImage, b: &RgbImage) -> f64 {
     let (pa, pb) = (planes(a), planes(b));
     let (h, w) = (pa[0].len(), pa[0][0].len());
     let s3 = 3f64.sqrt();
-    let quat = |p: &Vec<Vec<Vec<f64>>>, y: usize, x: usize| Q { w: 0.0, x: p[0][y][x] / s3, y: p[1][y][x] / s3, z: p[2][y][x] / s3 };
+    let quat = |p: &Vec<Vec<Vec<f64>>>, y: usize, x: usize| Q {
+        w: 0.0,
+        x: p[0][y][x] / s3,
+        y: p[1][y][x] / s3,
+        z: p[2][y][x] / s3,
+    };
     // fspecial('gaussian', 11, 1.5)
     let mut win = [[0.0; 11]; 11];
     let mut total = 0.0;

@@ -51,8 +51,7 @@ pub fn qssim_map(pred: &RgbImage, truth: &RgbImage) -> Result<Plane, MeasureErro
     let e_norm1 = mean(&per_pixel(&|i| dot(vec_at(&v1, i), vec_at(&v1, i))));
     let e_norm2 = mean(&per_pixel(&|i| dot(vec_at(&v2, i), vec_at(&v2, i))));
     let e_dot = mean(&per_pixel(&|i| dot(vec_at(&v1, i), vec_at(&v2, i))));
-    let e_cross: Vec<Plane> =
-        (0..3).map(|k| mean(&per_pixel(&|i| cross(vec_at(&v1, i), vec_at(&v2, i))[k]))).collect();
+    let e_cross: Vec<Plane> = (0..3).map(|k| mean(&per_pixel(&|i| cross(vec_at(&v1, i), vec_at(&v2, i))[k]))).collect();
 
     let (ow, oh) = (e_dot.w, e_dot.h);
     let data = (0..ow * oh)

@@ -32,8 +32,11 @@ pub fn ssim(pred: &RgbImage, truth: &RgbImage) -> Result<f64, MeasureError> {
             data: a.data.iter().zip(&b.data).map(|(p, q)| p * q).collect(),
         };
         let (mx, my) = (filter_valid(&x, &g), filter_valid(&y, &g));
-        let (exx, eyy, exy) =
-            (filter_valid(&product(&x, &x), &g), filter_valid(&product(&y, &y), &g), filter_valid(&product(&x, &y), &g));
+        let (exx, eyy, exy) = (
+            filter_valid(&product(&x, &x), &g),
+            filter_valid(&product(&y, &y), &g),
+            filter_valid(&product(&x, &y), &g),
+        );
         let n = mx.data.len();
         let sum: f64 = (0..n)
             .map(|i| {

@@ -1,0 +1,146 @@
+//! `cargo xtask eval`: the measures on a folder of predictions, or on a
+//! model and baselines over a dataset, with the protocol printed.
+
+use crate::flags::EvalArgs;
+use crate::{absolute, model, progress};
+use anyhow::{bail, Context, Result};
+use colorize_core::Side;
+use colorize_data::sample::draw_order;
+use colorize_data::{CropPolicy, Manifest, SourceLayout};
+use colorize_eval::score::{dataset_items, pair_folders};
+use colorize_eval::{score, Metric, Predictor, Protocol, Scoring};
+use colorize_model::Colorizer;
+use serde_json::json;
+
+fn parse_enum<T: serde::de::DeserializeOwned>(flag: &str, value: &str, expected: &str) -> Result<T> {
+    serde_json::from_value(serde_json::Value::String(value.into()))
+        .with_context(|| format!("{flag} {value}: expected {expected}"))
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    let metrics = Metric::parse_list(&args.metric).map_err(anyhow::Error::msg).context("--metric")?;
+    let side = Side::new(args.size).context("--size")?;
+    let crop: CropPolicy = parse_enum("--crop", &args.crop, "center or squash")?;
+    let baselines: Vec<String> = args
+        .baseline
+        .as_deref()
+        .map(|list| list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    for b in &baselines {
+        if b != "gray" && b != "mean-chroma" {
+            bail!("--baseline {b}: expected gray or mean-chroma");
+        }
+    }
+    let mean_uv = match &args.cache {
+        Some(dir) => Manifest::read(&absolute(dir))?.mean_uv,
+        None => [128.0, 128.0],
+    };
+
+    let (items, unmatched, mode) = if let (Some(pred), Some(truth)) = (&args.pred, &args.truth) {
+        let (items, unmatched) = pair_folders(&absolute(pred), &absolute(truth))?;
+        (items, unmatched, json!({"mode": "pred-truth", "pred": absolute(pred), "truth": absolute(truth)}))
+    } else if let (Some(dataset), Some(root)) = (&args.dataset, &args.root) {
+        let layout: SourceLayout = parse_enum("--dataset", dataset, "sun, ilsvrc or folder")?;
+        let mut items = dataset_items(&absolute(root), layout, &args.split)?;
+        if let Some(limit) = args.limit {
+            let order = draw_order(items.len(), args.seed);
+            let mut chosen: Vec<usize> = order.into_iter().take(limit).collect();
+            chosen.sort_unstable();
+            items = chosen.into_iter().map(|i| items[i].clone()).collect();
+        }
+        let info = json!({"mode": "dataset", "dataset": dataset, "root": absolute(root), "split": args.split,
+                          "limit": args.limit, "seed": args.seed});
+        (items, Vec::new(), info)
+    } else {
+        bail!("say what to score: --pred DIR --truth DIR, or --dataset sun|ilsvrc|folder --root DIR");
+    };
+    if items.is_empty() {
+        bail!("no pairs of images to score");
+    }
+
+    // The main prediction: the files, else the model (or, with only
+    // baselines asked for and no checkpoint, the first baseline).
+    let predict_files = args.pred.is_some();
+    let use_model = !predict_files && (args.checkpoint.is_some() || baselines.is_empty());
+    let colorizer: Option<Colorizer> =
+        if use_model { Some(model::load_colorizer(&args.model, args.checkpoint.as_deref())?) } else { None };
+    let mut predictors: Vec<(String, Predictor)> = Vec::new();
+    if predict_files {
+        predictors.push(("prediction".into(), Predictor::Files));
+    } else if let Some(model) = &colorizer {
+        predictors.push(("model".into(), Predictor::Model(model, side)));
+    }
+    for b in &baselines {
+        let p = if b == "gray" { Predictor::Gray } else { Predictor::MeanChroma(mean_uv) };
+        predictors.push((b.clone(), p));
+    }
+
+    let protocol = if predict_files {
+        Protocol::AsIs
+    } else if args.full_res {
+        Protocol::FullRes
+    } else {
+        Protocol::ModelSize { side, crop }
+    };
+    let protocol_text = match protocol {
+        Protocol::AsIs => "prediction files against truth files, as they are".to_string(),
+        Protocol::ModelSize { side, crop } => format!(
+            "truth resized and {crop:?}-cropped to {side}x{side} (as preprocessing); prediction from its gray at that size"
+        )
+        .to_lowercase(),
+        Protocol::FullRes => format!(
+            "original size: the model sees the gray squashed to {side}x{side}; its chroma is upsampled and joined to the original Y"
+        ),
+    };
+    let main_name = predictors.first().map(|(n, _)| n.clone()).unwrap_or_default();
+    let checkpoint = args.checkpoint.as_ref().map(|p| absolute(p));
+    let protocol_info = json!({
+        "description": protocol_text,
+        "protocol": protocol,
+        "source": mode,
+        "prediction": main_name,
+        "checkpoint": checkpoint,
+        "baselines": baselines,
+        "mean_uv": mean_uv,
+        "metrics": metrics.iter().map(|m| m.name()).collect::<Vec<_>>(),
+        "images": items.len(),
+    });
+    println!("eval: {} images; {protocol_text}", items.len());
+    let others: Vec<&str> = scoring_names(&predictors).into_iter().skip(1).collect();
+    println!(
+        "prediction: {main_name}{}",
+        if others.is_empty() { String::new() } else { format!("; baselines: {}", others.join(", ")) }
+    );
+
+    let scoring = Scoring { protocol, metrics, predictors, qssim_maps: args.qssim_maps.as_ref().map(|p| absolute(p)) };
+    let bar = progress::bar(items.len() as u64, "images");
+    let report = score(&items, &scoring, protocol_info, unmatched, &|n| bar.inc(n as u64));
+    bar.finish_and_clear();
+
+    for u in &report.unmatched {
+        eprintln!("unmatched: {u}");
+    }
+    for f in &report.failed {
+        eprintln!("failed: {}: {}", f.name, f.reason);
+    }
+    print!("{}", report.table(&main_name));
+    if let Some(path) = &args.json {
+        let path = absolute(path);
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("report: {}", path.display());
+    }
+    if let Some(path) = &args.csv {
+        let path = absolute(path);
+        std::fs::write(&path, report.csv()).with_context(|| format!("writing {}", path.display()))?;
+        println!("per-image rows: {}", path.display());
+    }
+    if !report.failed.is_empty() {
+        bail!("{} of {} images could not be scored (listed above)", report.failed.len(), items.len());
+    }
+    Ok(())
+}
+
+fn scoring_names<'a>(predictors: &'a [(String, Predictor)]) -> Vec<&'a str> {
+    predictors.iter().map(|(n, _)| n.as_str()).collect()
+}
