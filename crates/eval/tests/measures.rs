@@ -1,4 +1,8 @@
 //! The measures against independent references: plain loops written here,
+
+// The references are deliberately plain index loops, written as the
+// definitions read (and MATLAB's floor((f + 1) / 2) as it is written).
+#![allow(clippy::needless_range_loop, clippy::manual_div_ceil)]
 //! hand-computed values, and the sanity values of method.md.
 
 use colorize_core::{yuv, Rng};
