@@ -1,9 +1,9 @@
 //! The measures against independent references: plain loops written here,
+//! hand-computed values, and the sanity values of method.md.
 
 // The references are deliberately plain index loops, written as the
 // definitions read (and MATLAB's floor((f + 1) / 2) as it is written).
 #![allow(clippy::needless_range_loop, clippy::manual_div_ceil)]
-//! hand-computed values, and the sanity values of method.md.
 
 use colorize_core::{yuv, Rng};
 use colorize_eval::measures::{auc, colorfulness, psnr, qssim, ssim};
