@@ -20,6 +20,8 @@ pub enum Command {
     /// Score colorizations: a folder of predictions against the originals,
     /// or a model (and baselines) on a dataset.
     Eval(EvalArgs),
+    /// Train the head on a preprocessed cache (TensorBoard logs and checkpoints under runs/).
+    Train(TrainArgs),
 }
 
 #[derive(Args, Debug)]
@@ -138,4 +140,26 @@ pub struct EvalArgs {
     pub qssim_maps: Option<PathBuf>,
     #[command(flatten)]
     pub model: ModelArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Experiment config.
+    #[arg(long, default_value = "configs/smoke.toml", conflicts_with = "resume")]
+    pub config: PathBuf,
+    /// Continue the run in this folder from its latest checkpoint (its config.toml is used).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Run folder to create, instead of runs/<name>-<UTC time>.
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// cpu or cuda:N, instead of the config's `train.device`.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Stop after this many steps, instead of the config's length.
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Preprocess the config's cache first when it is missing.
+    #[arg(long)]
+    pub preprocess: bool,
 }

@@ -12,6 +12,7 @@ mod flags;
 mod model;
 mod preprocess;
 mod progress;
+mod train;
 
 use anyhow::Result;
 use clap::Parser;
@@ -35,6 +36,7 @@ fn run(flags: flags::Xtask) -> Result<()> {
         flags::Command::Preprocess(args) => preprocess::run(args),
         flags::Command::Colorize(args) => colorize::run(args),
         flags::Command::Eval(args) => eval::run(args),
+        flags::Command::Train(args) => train::run(args),
     }
 }
 

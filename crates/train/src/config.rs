@@ -3,14 +3,18 @@
 //! ```toml
 //! name = "paper"          # optional; the file's stem otherwise
 //! [data]                  # the preprocessing cache (colorize_data::PreprocessConfig)
+//! [model]                 # trunk weights and head shape (colorize_model::ModelConfig)
+//! [train]                 # loss, optimiser, schedule, batches, checkpoints, logs
+//! [validation]            # optional: a held-out folder scored every N steps
 //! ```
 //!
-//! Unknown keys, wrong types and out-of-range values are refused with the
-//! key's name, the file and the line (serde's `deny_unknown_fields` and the
-//! `toml` crate's spans). Relative paths in a config are relative to the
-//! project root, so a config means the same from any working directory.
+//! Unknown keys and wrong types are refused by serde (`deny_unknown_fields`)
+//! with the `toml` crate's line and column; out-of-range values are refused
+//! by `validate` with the key's name and its line.
 
-use colorize_data::PreprocessConfig;
+use colorize_data::{PreprocessConfig, SourceLayout};
+use colorize_eval::Metric;
+use colorize_model::ModelConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -20,6 +24,166 @@ pub struct Experiment {
     #[serde(default)]
     pub name: String,
     pub data: PreprocessConfig,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub validation: Option<ValidationConfig>,
+}
+
+/// The training loss on the logits of (U, V) / 255.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Loss {
+    /// Per-channel binary cross-entropy (method.md), from logits.
+    #[default]
+    Bce,
+    /// Euclidean: squared error of sigmoid(logits).
+    L2,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// `cpu` or `cuda:N`.
+    #[serde(default = "d_device")]
+    pub device: String,
+    #[serde(default)]
+    pub loss: Loss,
+    #[serde(default = "d_batch_size")]
+    pub batch_size: usize,
+    /// Length of the run in epochs over the cache (`max_steps` wins when set).
+    #[serde(default = "d_epochs")]
+    pub epochs: u64,
+    #[serde(default)]
+    pub max_steps: Option<u64>,
+    /// Seed of the head's initialisation and of the batch order.
+    #[serde(default = "d_seed")]
+    pub seed: u64,
+    #[serde(default)]
+    pub optimizer: SgdConfig,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    /// Steps between log lines (loss, learning rate, images/s).
+    #[serde(default = "d_log_every")]
+    pub log_every: u64,
+    /// Steps between checkpoints (one is also written at the end and on Ctrl-C).
+    #[serde(default = "d_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// Checkpoints kept besides the best.
+    #[serde(default = "d_keep_last")]
+    pub keep_last: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SgdConfig {
+    #[serde(default = "d_lr")]
+    pub lr: f64,
+    #[serde(default = "d_weight_decay")]
+    pub weight_decay: f64,
+    #[serde(default)]
+    pub momentum: f64,
+}
+
+/// Learning rate x `factor` every `every_epochs` epochs, or every
+/// `every_steps` steps when that is set (for short runs).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    #[serde(default = "d_factor")]
+    pub factor: f64,
+    #[serde(default = "d_every_epochs")]
+    pub every_epochs: u64,
+    #[serde(default)]
+    pub every_steps: Option<u64>,
+}
+
+/// A held-out folder (or dataset) scored every `every` steps with the eval
+/// crate's measures, at the cache's size, with the gray baseline beside.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationConfig {
+    pub source: PathBuf,
+    #[serde(default)]
+    pub layout: SourceLayout,
+    #[serde(default = "d_split")]
+    pub split: String,
+    /// At most this many images (the first of a seeded draw).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    #[serde(default = "d_validate_every")]
+    pub every: u64,
+    #[serde(default = "d_metrics")]
+    pub metrics: Vec<Metric>,
+    /// Pictures shown in TensorBoard (gray | prediction | truth).
+    #[serde(default = "d_images")]
+    pub images: usize,
+}
+
+fn d_device() -> String {
+    "cpu".into()
+}
+fn d_batch_size() -> usize {
+    8
+}
+fn d_epochs() -> u64 {
+    1
+}
+fn d_seed() -> u64 {
+    1
+}
+fn d_log_every() -> u64 {
+    10
+}
+fn d_checkpoint_every() -> u64 {
+    500
+}
+fn d_keep_last() -> usize {
+    3
+}
+fn d_lr() -> f64 {
+    0.08
+}
+fn d_weight_decay() -> f64 {
+    8e-7
+}
+fn d_factor() -> f64 {
+    0.5
+}
+fn d_every_epochs() -> u64 {
+    300
+}
+fn d_split() -> String {
+    "Testing_01".into()
+}
+fn d_validate_every() -> u64 {
+    500
+}
+fn d_metrics() -> Vec<Metric> {
+    vec![Metric::Qssim, Metric::Psnr]
+}
+fn d_images() -> usize {
+    4
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("every train key has a default")
+    }
+}
+
+impl Default for SgdConfig {
+    fn default() -> Self {
+        SgdConfig { lr: d_lr(), weight_decay: d_weight_decay(), momentum: 0.0 }
+    }
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig { factor: d_factor(), every_epochs: d_every_epochs(), every_steps: None }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,25 +209,106 @@ impl Experiment {
         if experiment.name.is_empty() {
             experiment.name = default_name.to_string();
         }
-        experiment.data.validate().map_err(|e| e.to_string())?;
+        experiment.validate().map_err(|(key, message)| match line_of(text, &key) {
+            Some(line) => format!("{key} (line {line}): {message}"),
+            None => format!("{key}: {message}"),
+        })?;
         experiment.resolve_paths(root);
         Ok(experiment)
     }
 
+    /// Range checks; the error names the key (`table.key`).
+    fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |key: &str, message: String| Err((key.to_string(), message));
+        if let Err(e) = self.data.validate() {
+            let key = if self.data.shard_size == 0 { "data.shard_size" } else { "data.limit" };
+            return bad(key, e.to_string());
+        }
+        if let Err(message) = self.model.head.validate() {
+            return bad("model.head", message);
+        }
+        let t = &self.train;
+        let positive = [
+            ("train.batch_size", t.batch_size as f64),
+            ("train.epochs", t.epochs as f64),
+            ("train.log_every", t.log_every as f64),
+            ("train.checkpoint_every", t.checkpoint_every as f64),
+            ("train.optimizer.lr", t.optimizer.lr),
+            ("train.schedule.every_epochs", t.schedule.every_epochs as f64),
+        ];
+        for (key, value) in positive {
+            if !(value > 0.0 && value.is_finite()) {
+                return bad(key, format!("{value} is out of range: must be positive"));
+            }
+        }
+        if t.max_steps == Some(0) || t.schedule.every_steps == Some(0) {
+            let key = if t.max_steps == Some(0) { "train.max_steps" } else { "train.schedule.every_steps" };
+            return bad(key, "0 is out of range: must be positive".into());
+        }
+        if !(0.0..1.0).contains(&t.optimizer.momentum) {
+            return bad(
+                "train.optimizer.momentum",
+                format!("{} is out of range: 0 <= momentum < 1", t.optimizer.momentum),
+            );
+        }
+        if !(t.optimizer.weight_decay >= 0.0 && t.optimizer.weight_decay.is_finite()) {
+            return bad(
+                "train.optimizer.weight_decay",
+                format!("{} is out of range: must be >= 0", t.optimizer.weight_decay),
+            );
+        }
+        if !(t.schedule.factor > 0.0 && t.schedule.factor <= 1.0) {
+            return bad("train.schedule.factor", format!("{} is out of range: 0 < factor <= 1", t.schedule.factor));
+        }
+        if t.keep_last == 0 {
+            return bad("train.keep_last", "0 is out of range: keep at least the last checkpoint".into());
+        }
+        if let Some(v) = &self.validation {
+            if v.every == 0 {
+                return bad("validation.every", "0 is out of range: must be positive".into());
+            }
+            if v.metrics.is_empty() {
+                return bad("validation.metrics", "name at least one measure".into());
+            }
+        }
+        Ok(())
+    }
+
     fn resolve_paths(&mut self, root: &Path) {
         let resolve = |p: &mut PathBuf| {
-            if p.is_relative() {
+            if p.is_relative() && p.as_os_str() != "hub" {
                 *p = root.join(&*p);
             }
         };
         resolve(&mut self.data.source);
         resolve(&mut self.data.cache);
+        if let Some(trunk) = &mut self.model.trunk_weights {
+            resolve(trunk);
+        }
+        if let Some(v) = &mut self.validation {
+            resolve(&mut v.source);
+        }
     }
 
     /// The resolved config as TOML (what a run folder keeps).
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("an experiment serialises to TOML")
     }
+}
+
+/// The line (1-based) where `table.key` is set in the text, if it is.
+fn line_of(text: &str, dotted: &str) -> Option<usize> {
+    let (table, key) = dotted.rsplit_once('.')?;
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = header.trim().to_string();
+        } else if current == table && line.split('=').next().map(str::trim) == Some(key) {
+            return Some(i + 1);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -78,8 +323,13 @@ mod tests {
         assert_eq!(e.name, "smoke");
         assert_eq!(e.data.source, Path::new("/project/photos"));
         assert_eq!(e.data.size.get(), 224);
+        assert_eq!(e.train.optimizer, SgdConfig { lr: 0.08, weight_decay: 8e-7, momentum: 0.0 });
+        assert_eq!(e.train.schedule.factor, 0.5);
+        assert_eq!(e.train.schedule.every_epochs, 300);
+        assert_eq!(e.train.loss, Loss::Bce);
         let again = Experiment::parse(&e.to_toml(), "x", Path::new("/elsewhere")).unwrap();
         assert_eq!(again.data, e.data, "absolute paths survive a round trip");
+        assert_eq!(again.train, e.train);
     }
 
     #[test]
@@ -87,15 +337,24 @@ mod tests {
         let text = format!("{MINIMAL}colour_space = \"lab\"\n");
         let err = Experiment::parse(&text, "x", Path::new("/")).unwrap_err();
         assert!(err.contains("colour_space") && err.contains("line 4"), "{err}");
+        let text = format!("{MINIMAL}[train.optimizer]\nlr = 0.1\nnesterov = true\n");
+        let err = Experiment::parse(&text, "x", Path::new("/")).unwrap_err();
+        assert!(err.contains("nesterov") && err.contains("line 6"), "{err}");
     }
 
     #[test]
-    fn wrong_types_and_out_of_range_values_are_refused() {
+    fn wrong_types_and_out_of_range_values_are_refused_with_key_and_line() {
         let err = Experiment::parse(&format!("{MINIMAL}size = \"big\"\n"), "x", Path::new("/")).unwrap_err();
-        assert!(err.contains("size") || err.contains("line 4"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
         let err = Experiment::parse(&format!("{MINIMAL}size = 30\n"), "x", Path::new("/")).unwrap_err();
         assert!(err.contains("30") && err.contains("multiple of 4") && err.contains("line 4"), "{err}");
         let err = Experiment::parse(&format!("{MINIMAL}shard_size = 0\n"), "x", Path::new("/")).unwrap_err();
-        assert!(err.contains("shard_size"), "{err}");
+        assert!(err.contains("data.shard_size") && err.contains("line 4"), "{err}");
+        let text = format!("{MINIMAL}[train]\nbatch_size = 2\n[train.optimizer]\nmomentum = 1.5\n");
+        let err = Experiment::parse(&text, "x", Path::new("/")).unwrap_err();
+        assert!(err.contains("train.optimizer.momentum") && err.contains("line 7") && err.contains("1.5"), "{err}");
+        let text = format!("{MINIMAL}[train]\nloss = \"hinge\"\n");
+        let err = Experiment::parse(&text, "x", Path::new("/")).unwrap_err();
+        assert!(err.contains("hinge") && err.contains("line 5"), "{err}");
     }
 }

@@ -3,6 +3,16 @@
 //!
 //! **Architecture invariant:** this is the only crate that writes run folders.
 
+pub mod checkpoint;
 pub mod config;
+pub mod loss;
+pub mod optimizer;
+pub mod run;
+pub mod schedule;
+pub mod step;
+pub mod tensorboard;
+mod trainer;
+pub mod validate;
 
-pub use config::{ConfigError, Experiment};
+pub use config::{ConfigError, Experiment, Loss};
+pub use trainer::{config_hash, run_config, train, Event, TrainError, TrainOptions, TrainOutcome};

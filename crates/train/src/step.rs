@@ -1,0 +1,112 @@
+//! One training step of the head, forward and a hand-written backward.
+//!
+//! Why not `loss.backward()`: candle's conv2d backward always computes the
+//! gradient of the convolution's input, and the first head convolution's
+//! input is the hypercolumn, a constant (the trunk is frozen). That input
+//! gradient (451 channels at full size, through a naive transposed
+//! convolution) is most of the cost of autograd's backward. Here every
+//! gradient is computed that the update needs, and nothing else.
+//!
+//! ```text
+//! a' = conv1(T)   a = relu(a')      b' = conv2(a)   b = relu(b')
+//! q = [a, b]      z = out(q)        (1x1)           L = loss(z, t)
+//! ```
+
+use crate::config::Loss;
+use crate::loss::{loss, loss_gradient};
+use candle_core::{DType, Result, Tensor, D};
+use colorize_model::conv::{pad_spatial, Conv2d};
+use colorize_model::HypercolumnHead;
+use std::collections::HashMap;
+
+/// The loss and the gradient of every head variable, by name.
+pub struct StepGradients {
+    pub loss: f64,
+    pub grads: HashMap<String, Tensor>,
+}
+
+/// Forward and backward of the head on a hypercolumn batch `t` [n, 451, h, w]
+/// against targets [n, 2, h, w] in [0, 1].
+pub fn head_gradients(head: &HypercolumnHead, t: &Tensor, targets: &Tensor, kind: Loss) -> Result<StepGradients> {
+    let [conv1, conv2, out] = head.convs();
+    let c1 = conv1.weight().dim(0)?;
+    let c2 = conv2.weight().dim(0)?;
+    let (n, _, h, w) = t.dims4()?;
+
+    let a_pre = candle_core::Module::forward(conv1, t)?;
+    let a = a_pre.relu()?;
+    let b_pre = candle_core::Module::forward(conv2, &a)?;
+    let b = b_pre.relu()?;
+    let q = Tensor::cat(&[&a, &b], 1)?;
+    let z = candle_core::Module::forward(out, &q)?;
+    let loss_value = loss(kind, &z, targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+
+    let dz = loss_gradient(kind, &z, targets)?; // [n, 2, h, w]
+    let mut grads = HashMap::new();
+
+    // out: 1x1 convolution, a matrix product per pixel.
+    let dz_flat = dz.reshape((n, 2, h * w))?;
+    let q_flat = q.reshape((n, c1 + c2, h * w))?;
+    let d_out_w = dz_flat.matmul(&q_flat.transpose(1, 2)?)?.sum(0)?.reshape((2, c1 + c2, 1, 1))?;
+    grads.insert("out.weight".to_string(), d_out_w);
+    grads.insert("out.bias".to_string(), sum_nhw(&dz)?);
+    let w_out_t = out.weight().reshape((2, c1 + c2))?.t()?;
+    let dq = w_out_t.broadcast_matmul(&dz_flat)?.reshape((n, c1 + c2, h, w))?;
+
+    // conv2, through its ReLU.
+    let db_pre = (dq.narrow(1, c1, c2)? * relu_mask(&b_pre)?)?;
+    grads.insert("conv2.weight".to_string(), weight_gradient(&a, &db_pre, conv2)?);
+    grads.insert("conv2.bias".to_string(), sum_nhw(&db_pre)?);
+    let da = (dq.narrow(1, 0, c1)? + input_gradient(&db_pre, conv2)?)?;
+
+    // conv1, through its ReLU: the weight gradient only (T is constant).
+    let da_pre = (da * relu_mask(&a_pre)?)?;
+    grads.insert("conv1.weight".to_string(), weight_gradient(t, &da_pre, conv1)?);
+    grads.insert("conv1.bias".to_string(), sum_nhw(&da_pre)?);
+    Ok(StepGradients { loss: loss_value, grads })
+}
+
+fn relu_mask(x: &Tensor) -> Result<Tensor> {
+    x.gt(0f32)?.to_dtype(x.dtype())
+}
+
+fn sum_nhw(x: &Tensor) -> Result<Tensor> {
+    x.sum(0)?.sum(D::Minus1)?.sum(D::Minus1)
+}
+
+/// ∂L/∂W of a stride-1 'same' convolution, one kernel tap at a time:
+/// dW[:, :, ky, kx] = Σ_images dy · shift(x, ky, kx)ᵀ, a matrix product over
+/// the pixels. (Candle's own backward correlates x with dy as a k x k
+/// convolution whose im2col buffer is k²·n·h·w per input channel: 800 MB for
+/// the first head layer at 224.)
+fn weight_gradient(x: &Tensor, dy: &Tensor, conv: &Conv2d) -> Result<Tensor> {
+    let (n, cin, h, w) = x.dims4()?;
+    let cout = dy.dim(1)?;
+    let k = conv.weight().dim(3)?;
+    let pad = k / 2;
+    let wide = w + 2 * pad;
+    // Same wide layout as `Conv2d::forward`: dy gets zero columns where the
+    // wide grid has no output, and each tap's input is one slice of x.
+    let flat = pad_spatial(x, [pad, pad + 1, pad, pad])?.reshape((n, cin, (h + 2 * pad + 1) * wide))?;
+    let dy = pad_spatial(dy, [0, 0, 0, 2 * pad])?.reshape((n, cout, h * wide))?;
+    let mut taps = Vec::with_capacity(k * k);
+    for ky in 0..k {
+        for kx in 0..k {
+            let shifted = flat.narrow(2, ky * wide + kx, h * wide)?;
+            taps.push(dy.matmul(&shifted.transpose(1, 2)?)?.sum(0)?); // [cout, cin]
+        }
+    }
+    Tensor::stack(&taps, 2)?.reshape((cout, cin, k, k))
+}
+
+/// ∂L/∂x of a stride-1 'same' convolution: the output gradient convolved
+/// with the kernel flipped in space and transposed in channels.
+fn input_gradient(dy: &Tensor, conv: &Conv2d) -> Result<Tensor> {
+    let weight = conv.weight();
+    let (_, cin, k, _) = weight.dims4()?;
+    let reversed: Vec<u32> = (0..k as u32).rev().collect();
+    let reversed = Tensor::new(reversed, weight.device())?;
+    let flipped = weight.index_select(&reversed, 2)?.index_select(&reversed, 3)?.transpose(0, 1)?.contiguous()?;
+    let zero_bias = Tensor::zeros(cin, weight.dtype(), weight.device())?;
+    candle_core::Module::forward(&Conv2d::new(flipped, zero_bias), dy)
+}

@@ -1,0 +1,287 @@
+//! The training loop, top to bottom: set up (fresh or resumed), then one
+//! loop of steps with logging, validation and checkpoints.
+
+use crate::checkpoint::{self, TrainState};
+use crate::optimizer::Sgd;
+use crate::run::{git_revision, new_run_path, MetricsLog};
+use crate::schedule::learning_rate;
+use crate::step::head_gradients;
+use crate::tensorboard::TbLogger;
+use crate::validate::Validator;
+use crate::Experiment;
+use candle_core::{DType, Device, Tensor};
+use colorize_data::batches::batches_per_epoch;
+use colorize_data::{BatchLoader, Manifest, UvCache};
+use colorize_eval::Summary;
+use colorize_model::weights::resolve_trunk;
+use colorize_model::Colorizer;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("no training cache at {}: run `cargo xtask preprocess --config <this config>` first ({reason})", .path.display())]
+    NoCache { path: PathBuf, reason: String },
+    #[error("the cache at {} holds {cache}x{cache} images but the config asks for {config}x{config}; preprocess again or fix data.size", .path.display())]
+    SizeMismatch { path: PathBuf, cache: u32, config: u32 },
+    #[error("cannot resume {}: {reason}", .path.display())]
+    Resume { path: PathBuf, reason: String },
+    #[error("{}: {error}", .path.display())]
+    Io { path: PathBuf, error: std::io::Error },
+    #[error(transparent)]
+    Model(#[from] colorize_model::ModelError),
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::CheckpointError),
+    #[error(transparent)]
+    Data(#[from] colorize_data::DataError),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |error| TrainError::Io { path: path.to_path_buf(), error }
+}
+
+/// How to run: where, on what, and how to stop.
+pub struct TrainOptions {
+    /// Folder that new run folders go into (`runs/`).
+    pub runs_root: PathBuf,
+    /// Use this run folder instead of a new `runs/<name>-<time>`.
+    pub run_dir: Option<PathBuf>,
+    /// Continue the run in this folder from its latest checkpoint.
+    pub resume: Option<PathBuf>,
+    pub device: Device,
+    /// Raised (by Ctrl-C): stop after the current step, with a checkpoint.
+    pub stop: Arc<AtomicBool>,
+    /// The project root, for the git revision.
+    pub project_root: PathBuf,
+}
+
+/// What the loop reports as it goes.
+#[derive(Debug)]
+pub enum Event<'a> {
+    Started { run_dir: &'a Path, start_step: u64, total_steps: u64, images: usize, validation: usize },
+    Step { step: u64, epoch: u64, loss: f64, lr: f64, images_per_s: f64 },
+    Validation { step: u64, scores: &'a BTreeMap<String, Summary>, gray: &'a BTreeMap<String, Summary> },
+    Checkpoint { step: u64, path: &'a Path },
+}
+
+#[derive(Debug)]
+pub struct TrainOutcome {
+    pub run_dir: PathBuf,
+    pub steps: u64,
+    pub last_loss: f64,
+    pub best_qssim: Option<f64>,
+    pub interrupted: bool,
+    /// The head of the last checkpoint.
+    pub last_checkpoint: PathBuf,
+}
+
+/// The experiment's fingerprint as a run records it.
+pub fn config_hash(experiment: &Experiment) -> String {
+    colorize_core::fingerprint(experiment.to_toml().as_bytes())
+}
+
+/// Reads the resolved config a run folder keeps.
+pub fn run_config(run_dir: &Path) -> Result<Experiment, TrainError> {
+    let path = run_dir.join("config.toml");
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    Experiment::parse(&text, "run", Path::new("/")).map_err(|reason| TrainError::Resume { path: path.clone(), reason })
+}
+
+pub fn train(
+    experiment: &Experiment,
+    options: &TrainOptions,
+    observer: &mut dyn FnMut(Event<'_>),
+) -> Result<TrainOutcome, TrainError> {
+    let cfg = &experiment.train;
+    let cache_dir = &experiment.data.cache;
+    let cache =
+        UvCache::open(cache_dir).map_err(|e| TrainError::NoCache { path: cache_dir.clone(), reason: e.to_string() })?;
+    if cache.side() != experiment.data.size {
+        return Err(TrainError::SizeMismatch {
+            path: cache_dir.clone(),
+            cache: cache.side().get(),
+            config: experiment.data.size.get(),
+        });
+    }
+    let manifest_hash = Manifest::file_hash(cache_dir)?;
+    let side = cache.side();
+    let s = side.get() as usize;
+    let cache = Arc::new(cache);
+    let per_epoch = batches_per_epoch(cache.len(), cfg.batch_size) as u64;
+    let total_steps = cfg.max_steps.unwrap_or(cfg.epochs * per_epoch);
+
+    let trunk = resolve_trunk(experiment.model.trunk_weights.as_deref())?;
+    let mut model = Colorizer::new(&trunk, experiment.model.head, cfg.seed, &options.device)?;
+    let mut optimizer = Sgd::new(cfg.optimizer);
+    let hash = config_hash(experiment);
+
+    // A fresh run folder, or the resumed one with its latest checkpoint.
+    let (run_dir, mut state) = match &options.resume {
+        None => {
+            let run_dir = options.run_dir.clone().unwrap_or_else(|| new_run_path(&options.runs_root, &experiment.name));
+            std::fs::create_dir_all(run_dir.join("checkpoints")).map_err(io(&run_dir))?;
+            let config_path = run_dir.join("config.toml");
+            std::fs::write(&config_path, experiment.to_toml()).map_err(io(&config_path))?;
+            let info = json!({
+                "name": experiment.name,
+                "config_hash": hash,
+                "cache": cache_dir,
+                "manifest_hash": manifest_hash,
+                "images": cache.len(),
+                "trunk": trunk,
+                "git_revision": git_revision(&options.project_root),
+                "started_utc": crate::run::utc_stamp(std::time::SystemTime::now()),
+            });
+            let info_path = run_dir.join("run.json");
+            std::fs::write(&info_path, serde_json::to_string_pretty(&info).expect("json")).map_err(io(&info_path))?;
+            let state = TrainState {
+                format_version: checkpoint::FORMAT_VERSION,
+                step: 0,
+                epoch: 0,
+                batch: 0,
+                seed: cfg.seed,
+                lr: cfg.optimizer.lr,
+                loss: f64::NAN,
+                config_hash: hash.clone(),
+                manifest_hash: manifest_hash.clone(),
+                head: experiment.model.head,
+                val_qssim: None,
+                best_qssim: None,
+            };
+            (run_dir, state)
+        }
+        Some(run_dir) => {
+            let resume_err = |reason: String| TrainError::Resume { path: run_dir.clone(), reason };
+            let Some((_, latest)) = checkpoint::list_steps(&run_dir.join("checkpoints")).pop() else {
+                return Err(resume_err("it has no checkpoint".into()));
+            };
+            let loaded = checkpoint::read(&latest, &options.device)?;
+            if loaded.state.config_hash != hash {
+                return Err(resume_err(format!(
+                    "checkpoint {} was made with another config (hash {}, config.toml now {hash})",
+                    latest.display(),
+                    loaded.state.config_hash
+                )));
+            }
+            if loaded.state.head != experiment.model.head {
+                return Err(resume_err(format!("checkpoint {} has another head shape", latest.display())));
+            }
+            if loaded.state.manifest_hash != manifest_hash {
+                return Err(resume_err(format!("the cache {} changed since the run started", cache_dir.display())));
+            }
+            model.load_head(&loaded.head)?;
+            optimizer.load_state(loaded.momentum);
+            (run_dir.clone(), loaded.state)
+        }
+    };
+    let checkpoints = run_dir.join("checkpoints");
+    let metrics_path = run_dir.join("metrics.jsonl");
+    let mut metrics = MetricsLog::open(&metrics_path, Some(state.step)).map_err(io(&metrics_path))?;
+    let mut tb = TbLogger::new(&run_dir);
+    let validator = match &experiment.validation {
+        Some(v) => Some(Validator::new(v, side, experiment.data.crop)?),
+        None => None,
+    };
+    observer(Event::Started {
+        run_dir: &run_dir,
+        start_step: state.step,
+        total_steps,
+        images: cache.len(),
+        validation: validator.as_ref().map_or(0, Validator::len),
+    });
+
+    let mut loader = BatchLoader::start(cache.clone(), cfg.seed, cfg.batch_size, state.epoch, state.batch);
+    let mut interrupted = false;
+    let mut window = (Instant::now(), 0usize);
+    let mut last_checkpoint = checkpoints.join(checkpoint::step_name(state.step));
+    while state.step < total_steps {
+        let Some(batch) = loader.next() else { break };
+        let n = batch.ids.len();
+        let lr = learning_rate(cfg.optimizer.lr, &cfg.schedule, state.step, per_epoch);
+        let y = model.gray_tensor(&batch.y, n, s, s)?;
+        let targets = (Tensor::from_slice(&batch.uv, (n, 2, s, s), &options.device)?.to_dtype(DType::F32)? / 255.0)?;
+        let hypercolumn = model.hypercolumn(&y)?;
+        let step_grads = head_gradients(model.head(), &hypercolumn, &targets, cfg.loss)?;
+        let vars = model.varmap().data().lock().expect("head variables").clone();
+        optimizer.step(&vars, &step_grads.grads, lr)?;
+
+        state.step += 1;
+        state.lr = lr;
+        state.loss = step_grads.loss;
+        state.epoch = batch.epoch;
+        state.batch = batch.index + 1;
+        if state.batch as u64 == per_epoch {
+            state.epoch += 1;
+            state.batch = 0;
+        }
+        window.1 += n;
+
+        if state.step % cfg.log_every == 0 || state.step == total_steps {
+            let images_per_s = window.1 as f64 / window.0.elapsed().as_secs_f64().max(1e-9);
+            window = (Instant::now(), 0);
+            let line = json!({"step": state.step, "epoch": batch.epoch, "loss": state.loss, "lr": lr, "images_per_s": images_per_s});
+            metrics.write(&line).map_err(io(&metrics_path))?;
+            tb.scalar("train/loss", state.loss, state.step);
+            tb.scalar("train/lr", lr, state.step);
+            tb.scalar("train/images_per_s", images_per_s, state.step);
+            observer(Event::Step { step: state.step, epoch: batch.epoch, loss: state.loss, lr, images_per_s });
+        }
+
+        let validation_due =
+            experiment.validation.as_ref().is_some_and(|v| state.step % v.every == 0 || state.step == total_steps);
+        if let (Some(validator), true) = (&validator, validation_due) {
+            let scores = validator.run(&model);
+            let qssim = scores.get("qssim").map(|s| s.mean);
+            let line = json!({"step": state.step, "validation": scores, "gray_baseline": validator.gray_baseline});
+            metrics.write(&line).map_err(io(&metrics_path))?;
+            for (name, s) in &scores {
+                tb.scalar(&format!("val/{name}"), s.mean, state.step);
+            }
+            for (name, s) in &validator.gray_baseline {
+                tb.scalar(&format!("val/gray_baseline_{name}"), s.mean, state.step);
+            }
+            for (i, (_, strip)) in validator.strips(&model)?.iter().enumerate() {
+                tb.image(&format!("val/gray_prediction_truth/{i}"), strip, state.step);
+            }
+            observer(Event::Validation { step: state.step, scores: &scores, gray: &validator.gray_baseline });
+            state.val_qssim = qssim;
+            if let Some(q) = qssim {
+                if state.best_qssim.is_none_or(|best| q > best) {
+                    state.best_qssim = Some(q);
+                    let path = checkpoint::write(&checkpoints, "best", &model, &optimizer, &state)?;
+                    observer(Event::Checkpoint { step: state.step, path: &path });
+                }
+            }
+        }
+
+        interrupted = options.stop.load(Ordering::SeqCst);
+        if state.step % cfg.checkpoint_every == 0 || state.step == total_steps || interrupted {
+            let path = checkpoint::write(&checkpoints, &checkpoint::step_name(state.step), &model, &optimizer, &state)?;
+            observer(Event::Checkpoint { step: state.step, path: &path });
+            last_checkpoint = path;
+            let steps: Vec<u64> = checkpoint::list_steps(&checkpoints).iter().map(|(s, _)| *s).collect();
+            for old in checkpoint::to_delete(&steps, cfg.keep_last) {
+                let _ = std::fs::remove_dir_all(checkpoints.join(checkpoint::step_name(old)));
+            }
+            tb.flush();
+        }
+        if interrupted {
+            break;
+        }
+    }
+    tb.flush();
+    Ok(TrainOutcome {
+        run_dir,
+        steps: state.step,
+        last_loss: state.loss,
+        best_qssim: state.best_qssim,
+        interrupted,
+        last_checkpoint: last_checkpoint.join(checkpoint::HEAD_FILE),
+    })
+}

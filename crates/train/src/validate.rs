@@ -1,0 +1,94 @@
+//! Validation during training: a held-out set scored with the eval crate's
+//! measures at the cache's size, the gray baseline computed once beside it,
+//! and a few gray | prediction | truth strips for TensorBoard.
+
+use crate::config::ValidationConfig;
+use colorize_core::Side;
+use colorize_data::decode::load_rgb;
+use colorize_data::prepare::square;
+use colorize_data::sample::draw_order;
+use colorize_data::CropPolicy;
+use colorize_eval::score::dataset_items;
+use colorize_eval::{score, Item, Predictor, Protocol, Scoring, Summary};
+use colorize_model::colorize::luma;
+use colorize_model::{colorize_image, Colorizer, ModelError};
+use image::{imageops, DynamicImage, RgbImage};
+use std::collections::BTreeMap;
+
+pub struct Validator {
+    config: ValidationConfig,
+    items: Vec<Item>,
+    side: Side,
+    crop: CropPolicy,
+    /// The gray baseline's scores on the same images (they never change).
+    pub gray_baseline: BTreeMap<String, Summary>,
+    /// The truths of the preview pictures, squared.
+    previews: Vec<(String, RgbImage)>,
+}
+
+impl Validator {
+    pub fn new(config: &ValidationConfig, side: Side, crop: CropPolicy) -> Result<Validator, colorize_data::DataError> {
+        let mut items = dataset_items(&config.source, config.layout, &config.split)?;
+        if let Some(limit) = config.limit {
+            let mut chosen: Vec<usize> = draw_order(items.len(), 0x7a1d).into_iter().take(limit).collect();
+            chosen.sort_unstable();
+            items = chosen.into_iter().map(|i| items[i].clone()).collect();
+        }
+        let mut validator = Validator {
+            config: config.clone(),
+            items,
+            side,
+            crop,
+            gray_baseline: BTreeMap::new(),
+            previews: Vec::new(),
+        };
+        validator.gray_baseline = validator.score(Predictor::Gray);
+        validator.previews = validator
+            .items
+            .iter()
+            .filter_map(|item| Some((item.name.clone(), square(&load_rgb(&item.truth).ok()?.rgb, side, crop))))
+            .take(config.images)
+            .collect();
+        Ok(validator)
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    fn score(&self, predictor: Predictor<'_>) -> BTreeMap<String, Summary> {
+        let scoring = Scoring {
+            protocol: Protocol::ModelSize { side: self.side, crop: self.crop },
+            metrics: self.config.metrics.clone(),
+            predictors: vec![("prediction".into(), predictor)],
+            qssim_maps: None,
+        };
+        score(&self.items, &scoring, serde_json::Value::Null, Vec::new(), &|_| {}).metrics
+    }
+
+    /// The model's scores on the validation set.
+    pub fn run(&self, model: &Colorizer) -> BTreeMap<String, Summary> {
+        self.score(Predictor::Model(model, self.side))
+    }
+
+    /// (name, gray | prediction | truth) for each preview picture.
+    pub fn strips(&self, model: &Colorizer) -> Result<Vec<(String, RgbImage)>, ModelError> {
+        self.previews
+            .iter()
+            .map(|(name, truth)| {
+                let gray = DynamicImage::ImageLuma8(luma(truth)).to_rgb8();
+                let prediction = colorize_image(model, truth, self.side)?;
+                let (w, h) = truth.dimensions();
+                let mut strip = RgbImage::new(3 * w, h);
+                for (i, part) in [&gray, &prediction, truth].into_iter().enumerate() {
+                    imageops::replace(&mut strip, part, i as i64 * i64::from(w), 0);
+                }
+                Ok((name.clone(), strip))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,71 @@
+//! `cargo xtask train`: the training loop with its console report.
+
+use crate::flags::TrainArgs;
+use crate::{absolute, interrupt_flag, project_root};
+use anyhow::Result;
+use colorize_data::cache::Event as CacheEvent;
+use colorize_data::write_cache;
+use colorize_model::parse_device;
+use colorize_train::{run_config, train, Event, Experiment, TrainOptions};
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let mut experiment = match &args.resume {
+        Some(run_dir) => run_config(&absolute(run_dir))?,
+        None => Experiment::load(&absolute(&args.config), &project_root())?,
+    };
+    if let Some(steps) = args.max_steps {
+        experiment.train.max_steps = Some(steps);
+    }
+    let device = parse_device(args.device.as_deref().unwrap_or(&experiment.train.device))?;
+    if args.preprocess && !experiment.data.cache.join("manifest.json").exists() {
+        println!("preprocessing {} into {}", experiment.data.source.display(), experiment.data.cache.display());
+        let quiet = |_: CacheEvent<'_>| {};
+        write_cache(&experiment.data, false, &interrupt_flag(), &quiet)?;
+    }
+    let options = TrainOptions {
+        runs_root: project_root().join("runs"),
+        run_dir: args.run_dir.as_ref().map(|p| absolute(p)),
+        resume: args.resume.as_ref().map(|p| absolute(p)),
+        device,
+        stop: interrupt_flag(),
+        project_root: project_root(),
+    };
+    let mut report = |event: Event<'_>| match event {
+        Event::Started { run_dir, start_step, total_steps, images, validation } => {
+            println!("train '{}': {images} cached images, steps {start_step}..{total_steps}", experiment.name);
+            if validation > 0 {
+                println!("validation: {validation} images");
+            }
+            println!("run folder: {}", run_dir.display());
+        }
+        Event::Step { step, epoch, loss, lr, images_per_s } => {
+            println!("step {step:>7}  epoch {epoch:>4}  loss {loss:.5}  lr {lr:.3e}  {images_per_s:.1} images/s");
+        }
+        Event::Validation { step, scores, gray } => {
+            let line: Vec<String> = scores
+                .iter()
+                .map(|(name, s)| {
+                    format!("{name} {:.4} (gray {:.4})", s.mean, gray.get(name).map_or(f64::NAN, |g| g.mean))
+                })
+                .collect();
+            println!("validation at step {step}: {}", line.join(", "));
+        }
+        Event::Checkpoint { path, .. } => println!("checkpoint: {}", path.display()),
+    };
+    let outcome = train(&experiment, &options, &mut report)?;
+    if outcome.interrupted {
+        println!(
+            "interrupted at step {}: continue with `cargo xtask train --resume {}`",
+            outcome.steps,
+            outcome.run_dir.display()
+        );
+    } else {
+        println!("done: {} steps, last loss {:.5}", outcome.steps, outcome.last_loss);
+    }
+    if let Some(best) = outcome.best_qssim {
+        println!("best validation QSSIM {best:.4}");
+    }
+    println!("head: {}", outcome.last_checkpoint.display());
+    println!("TensorBoard: tensorboard --logdir {}", outcome.run_dir.parent().unwrap_or(&outcome.run_dir).display());
+    Ok(())
+}
