@@ -2,7 +2,9 @@
 //!
 //! tensorboard-rs panics on any I/O error (its writer thread `expect`s), and
 //! its `add_image` copies bytes as interleaved HWC into an image of width
-//! `dim[1]` and height `dim[2]` although it documents `[3, H, W]`. This
+//! `dim[1]` and height `dim[2]` although it documents `[3, H, W]` (and
+//! writes the two swapped into the summary's width and height fields, which
+//! TensorBoard does not use to draw the PNG). This
 //! wrapper is the one place that knows: it passes HWC bytes with
 //! `[3, W, H]`, and turns a panic into a warning and a disabled logger, so a
 //! full disk never kills a training run.

@@ -1,0 +1,185 @@
+//! The training loop end to end on a tiny cache: the loss falls, a resumed
+//! run equals an uninterrupted one bit for bit, bad checkpoints are refused.
+
+use candle_core::Device;
+use colorize_data::write_cache;
+use colorize_train::{run_config, train, Event, Experiment, TrainOptions, TrainOutcome};
+use image::{Rgb, RgbImage};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("colorize-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Four colourful 40x40 pictures: strong, varied chroma for the head to learn.
+fn make_photos(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let palettes = [[220u8, 40, 30], [30, 200, 60], [40, 60, 220], [230, 210, 40]];
+    for (i, colour) in palettes.iter().enumerate() {
+        RgbImage::from_fn(40, 40, |x, y| {
+            let shade = (x + y) as f32 / 80.0;
+            Rgb(colour.map(|c| (f32::from(c) * (0.5 + 0.5 * shade)) as u8))
+        })
+        .save(dir.join(format!("p{i}.png")))
+        .unwrap();
+    }
+}
+
+fn experiment(dir: &Path, extra: &str) -> Experiment {
+    let text = format!(
+        r#"
+name = "test"
+[data]
+source = "photos"
+cache = "cache"
+size = 32
+shard_size = 4
+[model.head]
+conv1_channels = 16
+conv2_channels = 4
+[train]
+batch_size = 4
+max_steps = 40
+log_every = 1
+checkpoint_every = 10
+keep_last = 2
+[train.optimizer]
+lr = 1.0
+momentum = 0.9
+{extra}
+"#
+    );
+    Experiment::parse(&text, "test", dir).unwrap()
+}
+
+fn options(dir: &Path, run: &str, stop: Arc<AtomicBool>) -> TrainOptions {
+    TrainOptions {
+        runs_root: dir.join("runs"),
+        run_dir: Some(dir.join("runs").join(run)),
+        resume: None,
+        device: Device::Cpu,
+        stop,
+        project_root: dir.to_path_buf(),
+    }
+}
+
+fn prepare(name: &str) -> PathBuf {
+    let dir = tempdir(name);
+    make_photos(&dir.join("photos"));
+    let e = experiment(&dir, "");
+    write_cache(&e.data, false, &AtomicBool::new(false), &|_| {}).unwrap();
+    dir
+}
+
+fn losses(run_dir: &Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            Some((v["step"].as_u64()?, v.get("loss")?.as_f64()?))
+        })
+        .collect()
+}
+
+#[test]
+fn the_loss_falls_on_four_images() {
+    let dir = prepare("falls");
+    let e = experiment(&dir, "");
+    let outcome: TrainOutcome = train(&e, &options(&dir, "a", Arc::new(AtomicBool::new(false))), &mut |_| {}).unwrap();
+    assert_eq!(outcome.steps, 40);
+    let l = losses(&outcome.run_dir);
+    assert_eq!(l.len(), 40);
+    // BCE's floor is the targets' entropy, not 0: compare what is above it.
+    let cache = colorize_data::UvCache::open(&e.data.cache).unwrap();
+    let mut floor = 0.0;
+    for i in 0..cache.len() {
+        for &t in cache.get(i).uv {
+            let t = f64::from(t) / 255.0;
+            let h = |p: f64| if p > 0.0 { -p * p.ln() } else { 0.0 };
+            floor += h(t) + h(1.0 - t);
+        }
+    }
+    floor /= (cache.len() * 32 * 32) as f64;
+    let excess = |range: std::ops::Range<usize>| {
+        l[range.clone()].iter().map(|(_, v)| v - floor).sum::<f64>() / range.len() as f64
+    };
+    let (first, last) = (excess(0..5), excess(35..40));
+    assert!(last < 0.5 * first, "excess loss {first:.5} -> {last:.5} (floor {floor:.5})");
+    // Checkpoints: the last two kept.
+    let kept: Vec<u64> =
+        colorize_train::checkpoint::list_steps(&outcome.run_dir.join("checkpoints")).iter().map(|(s, _)| *s).collect();
+    assert_eq!(kept, [30, 40]);
+    assert!(outcome.last_checkpoint.is_file());
+    assert!(outcome.run_dir.join("config.toml").is_file() && outcome.run_dir.join("run.json").is_file());
+}
+
+#[test]
+fn an_interrupted_run_resumes_bit_for_bit() {
+    let dir = prepare("resume");
+    let e = experiment(&dir, "");
+    let mut short = e.clone();
+    short.train.max_steps = Some(16);
+    let whole = train(&short, &options(&dir, "whole", Arc::new(AtomicBool::new(false))), &mut |_| {}).unwrap();
+
+    // Interrupted after step 7 (a Ctrl-C), not on a checkpoint boundary.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let cut = train(&short, &options(&dir, "cut", stop), &mut |event| {
+        if let Event::Step { step: 7, .. } = event {
+            flag.store(true, Ordering::SeqCst);
+        }
+    })
+    .unwrap();
+    assert!(cut.interrupted);
+    assert_eq!(cut.steps, 7);
+
+    let resumed_config = run_config(&cut.run_dir).unwrap();
+    let mut resume = options(&dir, "cut", Arc::new(AtomicBool::new(false)));
+    resume.resume = Some(cut.run_dir.clone());
+    let resumed = train(&resumed_config, &resume, &mut |_| {}).unwrap();
+    assert_eq!(resumed.steps, 16);
+
+    let (a, b) = (losses(&whole.run_dir), losses(&resumed.run_dir));
+    assert_eq!(a.len(), 16);
+    for ((sa, la), (sb, lb)) in a.iter().zip(&b) {
+        assert_eq!(sa, sb);
+        assert_eq!(la.to_bits(), lb.to_bits(), "loss at step {sa}: {la} vs {lb}");
+    }
+    let head = |run: &PathBuf| std::fs::read(run.join("checkpoints/step-00000016/head.safetensors")).unwrap();
+    assert!(head(&whole.run_dir) == head(&resumed.run_dir), "final weights differ");
+}
+
+#[test]
+fn a_mismatched_or_corrupt_checkpoint_is_refused() {
+    let dir = prepare("refuse");
+    let mut e = experiment(&dir, "");
+    e.train.max_steps = Some(10);
+    let outcome = train(&e, &options(&dir, "r", Arc::new(AtomicBool::new(false))), &mut |_| {}).unwrap();
+    let run = outcome.run_dir;
+    let mut resume = options(&dir, "r", Arc::new(AtomicBool::new(false)));
+    resume.resume = Some(run.clone());
+
+    // Another config (a different learning rate) against the checkpoint's.
+    let mut other = run_config(&run).unwrap();
+    other.train.optimizer.lr = 0.5;
+    let err = train(&other, &resume, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("another config"), "{err}");
+
+    // Another head shape.
+    let mut other = run_config(&run).unwrap();
+    other.model.head.conv1_channels = 8;
+    let err = train(&other, &resume, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("another config") || err.contains("head"), "{err}");
+
+    // A corrupt state file.
+    let state = run.join("checkpoints/step-00000010/state.json");
+    std::fs::write(&state, "{ not json").unwrap();
+    let err = train(&run_config(&run).unwrap(), &resume, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("state.json"), "{err}");
+}
