@@ -22,6 +22,13 @@ pub enum Command {
     Eval(EvalArgs),
     /// Train the head on a preprocessed cache (TensorBoard logs and checkpoints under runs/).
     Train(TrainArgs),
+    /// The whole pipeline on the embedded sample photos, offline, in minutes:
+    /// preprocess, colorize with the embedded colorizer, score, train briefly.
+    ///
+    /// For your own data: `preprocess --config configs/paper.toml --source ILSVRC2012`
+    /// (or `--layout sun|folder --source DIR`), `train --config …`,
+    /// `eval --dataset sun --root SUN397 --checkpoint …`, `colorize PICTURES… --checkpoint …`.
+    Demo(DemoArgs),
 }
 
 #[derive(Args, Debug)]
@@ -162,4 +169,19 @@ pub struct TrainArgs {
     /// Preprocess the config's cache first when it is missing.
     #[arg(long)]
     pub preprocess: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Where the demo writes (cache, strips, reports, the training run).
+    #[arg(long, default_value = "runs/demo")]
+    pub out: PathBuf,
+    /// Pictures to use instead of the embedded samples (a folder).
+    #[arg(long, default_value = "datasets/samples")]
+    pub photos: PathBuf,
+    /// A reduced run for tests: fewer training steps.
+    #[arg(long)]
+    pub quick: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
 }

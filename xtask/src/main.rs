@@ -7,6 +7,7 @@
 //! The libraries do the work; this crate only parses, reports and glues.
 
 mod colorize;
+mod demo;
 mod eval;
 mod flags;
 mod model;
@@ -37,6 +38,7 @@ fn run(flags: flags::Xtask) -> Result<()> {
         flags::Command::Colorize(args) => colorize::run(args),
         flags::Command::Eval(args) => eval::run(args),
         flags::Command::Train(args) => train::run(args),
+        flags::Command::Demo(args) => demo::run(args),
     }
 }
 

@@ -29,6 +29,10 @@ pub struct PreprocessConfig {
     /// For `sun`: the partition list, e.g. `Training_01` (`all` walks every class).
     #[serde(default = "default_split")]
     pub split: String,
+    /// Relative paths (folders or files) under the root to leave out, e.g. a
+    /// held-out test split that lives beside the training images.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<PathBuf>,
     /// Where the cache is written.
     pub cache: PathBuf,
     /// Side of the cached squares, in pixels (a multiple of 4).
@@ -77,6 +81,7 @@ impl PreprocessConfig {
             source: source.into(),
             layout: SourceLayout::default(),
             split: default_split(),
+            exclude: Vec::new(),
             cache: cache.into(),
             size: default_size(),
             limit: None,

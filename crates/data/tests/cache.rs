@@ -184,6 +184,19 @@ fn an_interrupted_run_resumes_to_the_same_bytes() {
 }
 
 #[test]
+fn excluded_folders_are_left_out() {
+    let dir = tempdir("exclude");
+    make_dataset(&dir.join("src"));
+    make_dataset(&dir.join("src/held-out"));
+    let mut cfg = config(&dir.join("src"), &dir.join("cache"), 16);
+    cfg.exclude = vec![PathBuf::from("held-out")];
+    write_cache(&cfg, false, &AtomicBool::new(false), &quiet).unwrap();
+    let cache = UvCache::open(&dir.join("cache")).unwrap();
+    assert_eq!(cache.manifest().listed, 10);
+    assert!(cache.manifest().images.iter().all(|r| !r.path.starts_with("held-out")));
+}
+
+#[test]
 fn a_resume_with_another_config_is_refused() {
     let dir = tempdir("mismatch");
     make_dataset(&dir.join("src"));

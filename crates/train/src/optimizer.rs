@@ -30,9 +30,12 @@ impl Sgd {
         for name in names {
             let Some(grad) = grads.get(name) else { continue };
             let var = &vars[name];
-            let mut g = grad.clone();
+            // Detached throughout: a momentum buffer that kept its autograd
+            // graph would keep every earlier step's tensors alive.
+            let weights = var.as_tensor().detach();
+            let mut g = grad.detach();
             if self.config.weight_decay != 0.0 {
-                g = (g + (var.as_tensor() * self.config.weight_decay)?)?;
+                g = (g + (&weights * self.config.weight_decay)?)?;
             }
             if self.config.momentum != 0.0 {
                 g = match self.momentum.get(name) {
@@ -41,7 +44,7 @@ impl Sgd {
                 };
                 self.momentum.insert(name.clone(), g.clone());
             }
-            var.set(&(var.as_tensor() - (g * lr)?)?)?;
+            var.set(&(weights - (g * lr)?)?)?;
         }
         Ok(())
     }

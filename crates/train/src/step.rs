@@ -28,7 +28,10 @@ pub struct StepGradients {
 /// Forward and backward of the head on a hypercolumn batch `t` [n, 451, h, w]
 /// against targets [n, 2, h, w] in [0, 1].
 pub fn head_gradients(head: &HypercolumnHead, t: &Tensor, targets: &Tensor, kind: Loss) -> Result<StepGradients> {
-    let [conv1, conv2, out] = head.convs();
+    // The head's weights are trainable `Var`s; detached copies keep this
+    // step's tensors (and the gradients returned) free of autograd graphs.
+    let [conv1, conv2, out] = head.convs().map(|c| Conv2d::new(c.weight().detach(), c.bias().detach()));
+    let (conv1, conv2, out) = (&conv1, &conv2, &out);
     let c1 = conv1.weight().dim(0)?;
     let c2 = conv2.weight().dim(0)?;
     let (n, _, h, w) = t.dims4()?;

@@ -65,7 +65,8 @@ pub fn write_cache(
     observer: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<CacheSummary, DataError> {
     cfg.validate()?;
-    let listing = list_images(&cfg.source, cfg.layout, &cfg.split)?;
+    let mut listing = list_images(&cfg.source, cfg.layout, &cfg.split)?;
+    listing.retain(|path| !cfg.exclude.iter().any(|excluded| path.starts_with(excluded)));
     let out = cfg.cache.as_path();
     prepare_out_dir(out)?;
 
