@@ -30,7 +30,8 @@ fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<(PathBuf, PathBuf)>> {
 }
 
 pub fn run(args: ColorizeArgs) -> Result<()> {
-    let side = Side::new(args.size).context("--size")?;
+    let side =
+        Side::new(args.size.unwrap_or_else(|| model::default_side(args.checkpoint.as_deref()))).context("--size")?;
     let colorizer = model::load_colorizer(&args.model, args.checkpoint.as_deref())?;
     let jobs = expand_inputs(&args.inputs)?;
     let out = absolute(&args.out);
@@ -43,7 +44,7 @@ pub fn run(args: ColorizeArgs) -> Result<()> {
             break;
         }
         if let Err(err) = colorize_one(&colorizer, input, &out.join(name), side, args.jpeg) {
-            bar.println(format!("skipped {}: {err:#}", input.display()));
+            progress::note(&bar, format!("skipped {}: {err:#}", input.display()));
             failed.push(input);
         }
         bar.inc(1);

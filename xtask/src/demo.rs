@@ -44,15 +44,22 @@ pub fn run(args: DemoArgs) -> Result<()> {
         None => println!("2/4 colorize: skipped: the project has no embedded colorizer yet\n3/4 score: skipped"),
         Some(head) => {
             let colorizer = model::load_colorizer(&args.model, Some(&head))?;
-            let side = Side::new(64).expect("64 is a valid side");
-            println!("2/4 colorize: the gray of each photo, with the embedded colorizer ({}) -> {}", head.display(), strips.display());
+            let side = Side::new(colorize_model::weights::EMBEDDED_HEAD_SIDE).expect("a valid side");
+            println!(
+                "2/4 colorize: the gray of each photo, with the embedded colorizer ({}) -> {}",
+                head.display(),
+                strips.display()
+            );
             write_strips(&colorizer, &photos, &strips, side)?;
             println!("3/4 score: QSSIM, PSNR, colourfulness at full resolution, with the gray baseline");
             let items = dataset_items(&photos, colorize_data::SourceLayout::Folder, "")?;
             let scoring = Scoring {
                 protocol: Protocol::FullRes,
                 metrics: vec![Metric::Qssim, Metric::Psnr, Metric::Colorfulness, Metric::ColorfulnessGap],
-                predictors: vec![("embedded".into(), Predictor::Model(&colorizer, side)), ("gray".into(), Predictor::Gray)],
+                predictors: vec![
+                    ("embedded".into(), Predictor::Model(&colorizer, side)),
+                    ("gray".into(), Predictor::Gray),
+                ],
                 qssim_maps: None,
             };
             let report = score(&items, &scoring, serde_json::json!({"demo": true, "size": side}), Vec::new(), &|_| {});
@@ -76,7 +83,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
         project_root: project_root(),
     };
     let outcome = train(&experiment, &options, &mut |event| match event {
-        Event::Step { step, loss, images_per_s, .. } => println!("    step {step:>4}  loss {loss:.5}  {images_per_s:.1} images/s"),
+        Event::Step { step, loss, images_per_s, .. } => {
+            println!("    step {step:>4}  loss {loss:.5}  {images_per_s:.1} images/s")
+        }
         Event::Validation { scores, gray, .. } => {
             if let (Some(q), Some(g)) = (scores.get("qssim"), gray.get("qssim")) {
                 println!("    validation QSSIM {:.4} (gray {:.4})", q.mean, g.mean);

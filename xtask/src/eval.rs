@@ -19,7 +19,8 @@ fn parse_enum<T: serde::de::DeserializeOwned>(flag: &str, value: &str, expected:
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let metrics = Metric::parse_list(&args.metric).map_err(anyhow::Error::msg).context("--metric")?;
-    let side = Side::new(args.size).context("--size")?;
+    let side = Side::new(args.size.unwrap_or_else(|| crate::model::default_side(args.checkpoint.as_deref())))
+        .context("--size")?;
     let crop: CropPolicy = parse_enum("--crop", &args.crop, "center or squash")?;
     let baselines: Vec<String> = args
         .baseline

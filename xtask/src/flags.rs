@@ -29,6 +29,8 @@ pub enum Command {
     /// (or `--layout sun|folder --source DIR`), `train --config …`,
     /// `eval --dataset sun --root SUN397 --checkpoint …`, `colorize PICTURES… --checkpoint …`.
     Demo(DemoArgs),
+    /// Benchmarks, side by side with a Python peer in a bench-only venv.
+    Bench(BenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -82,9 +84,10 @@ pub struct ColorizeArgs {
     /// Trained head (safetensors). Default: the project's embedded colorizer.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
-    /// Side of the square the model sees (a multiple of 4).
-    #[arg(long, default_value_t = 224)]
-    pub size: u32,
+    /// Side of the square the model sees (a multiple of 4). Default: the
+    /// size the head was trained at (its run's config), else 224.
+    #[arg(long)]
+    pub size: Option<u32>,
     /// Also write a JPEG beside each PNG.
     #[arg(long)]
     pub jpeg: bool,
@@ -122,8 +125,9 @@ pub struct EvalArgs {
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// Side of the square the model sees, and of the default comparison.
-    #[arg(long, default_value_t = 224)]
-    pub size: u32,
+    /// Default: the size the head was trained at (its run's config), else 224.
+    #[arg(long)]
+    pub size: Option<u32>,
     /// How truths are squared at the model's size: center or squash.
     #[arg(long, default_value = "center")]
     pub crop: String,
@@ -184,4 +188,25 @@ pub struct DemoArgs {
     pub quick: bool,
     #[command(flatten)]
     pub model: ModelArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[arg(value_enum)]
+    pub target: BenchTarget,
+    /// Images to preprocess (default: ../shared/datasets/ilsvrc-mini).
+    #[arg(long)]
+    pub source: Option<PathBuf>,
+    /// Side of the squares (default 224).
+    #[arg(long)]
+    pub size: Option<u32>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum BenchTarget {
+    /// Preprocessing images/s: ours, decode-only, Pillow + NumPy.
+    Preprocess,
+    /// QSSIM: ours against NumPy, 100 pairs at 224 and 10 at 2000x1500.
+    Qssim,
 }

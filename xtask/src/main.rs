@@ -6,6 +6,7 @@
 //! own module with a `run` function; `flags.rs` declares the whole CLI.
 //! The libraries do the work; this crate only parses, reports and glues.
 
+mod bench;
 mod colorize;
 mod demo;
 mod eval;
@@ -39,6 +40,7 @@ fn run(flags: flags::Xtask) -> Result<()> {
         flags::Command::Eval(args) => eval::run(args),
         flags::Command::Train(args) => train::run(args),
         flags::Command::Demo(args) => demo::run(args),
+        flags::Command::Bench(args) => bench::run(args),
     }
 }
 

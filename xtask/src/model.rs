@@ -25,3 +25,18 @@ pub fn load_colorizer(args: &ModelArgs, checkpoint: Option<&Path>) -> Result<Col
     let trunk = trunk_path(args, None)?;
     Colorizer::load(&trunk, &head, &device).with_context(|| format!("loading the colorizer {}", head.display()))
 }
+
+/// The side the model should see when none is given: the size its head was
+/// trained at. For a checkpoint inside a run folder
+/// (`<run>/checkpoints/<name>/head.safetensors`) that is the run's
+/// `data.size`; for the embedded colorizer, its training size; else 224.
+pub fn default_side(checkpoint: Option<&Path>) -> u32 {
+    match checkpoint {
+        None => colorize_model::weights::EMBEDDED_HEAD_SIDE,
+        Some(head) => head
+            .ancestors()
+            .nth(3)
+            .and_then(|run| colorize_train::run_config(run).ok())
+            .map_or(224, |experiment| experiment.data.size.get()),
+    }
+}

@@ -59,7 +59,7 @@ pub fn run(args: PreprocessArgs) -> Result<()> {
         Event::Skipped { path, reason } if reason != "grayscale" => {
             let line = format!("skipped {path}: {reason}");
             match bar.get() {
-                Some(bar) => bar.println(line),
+                Some(bar) => progress::note(bar, line),
                 None => eprintln!("{line}"),
             }
         }

@@ -8,3 +8,13 @@ pub fn bar(total: u64, unit: &str) -> ProgressBar {
     bar.set_style(ProgressStyle::with_template(&template).expect("valid progress template"));
     bar
 }
+
+/// A message above the bar; on stderr when the bar is hidden (not a
+/// terminal), where indicatif would drop it.
+pub fn note(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}

@@ -17,6 +17,9 @@ pub fn embedded_trunk() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/vgg16-trunk-hed.safetensors")
 }
 
+/// The side the embedded head was trained at (`configs/embedded.toml`).
+pub const EMBEDDED_HEAD_SIDE: u32 = 64;
+
 /// The project's trained head, when one has been committed.
 pub fn embedded_head() -> Option<PathBuf> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/colorizer-head.safetensors");

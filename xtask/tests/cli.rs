@@ -1,0 +1,109 @@
+//! The command line, run as a user runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask")).args(args).output().expect("running xtask")
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("colorize-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn the_quick_demo_runs_every_stage() {
+    let out = tempdir("demo");
+    let run = xtask(&["demo", "--quick", "--out", out.to_str().unwrap()]);
+    let stdout = text(&run.stdout);
+    assert!(run.status.success(), "demo failed:\n{stdout}\n{}", text(&run.stderr));
+    for stage in ["1/4 preprocess", "2/4 colorize", "3/4 score", "4/4 train", "tensorboard --logdir"] {
+        assert!(stdout.contains(stage), "missing '{stage}' in:\n{stdout}");
+    }
+    assert!(out.join("cache/manifest.json").is_file());
+    let run_dir = out.join("train");
+    assert!(run_dir.join("checkpoints/step-00000006/head.safetensors").is_file());
+    assert!(run_dir.join("metrics.jsonl").is_file());
+    let has_events = std::fs::read_dir(&run_dir)
+        .unwrap()
+        .any(|e| e.unwrap().file_name().to_string_lossy().starts_with("events.out.tfevents"));
+    assert!(has_events, "TensorBoard events written");
+
+    if colorize_model_has_embedded_head() {
+        for name in ["astronaut", "chelsea", "china", "coffee", "flower", "rocket"] {
+            assert!(out.join(format!("strips/{name}.png")).is_file(), "strip for {name}");
+        }
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("scores.json")).unwrap()).unwrap();
+        let model = report["metrics"]["psnr"]["mean"].as_f64().unwrap();
+        let gray = report["baselines"]["gray"]["psnr"]["mean"].as_f64().unwrap();
+        assert!(model > gray, "embedded colorizer PSNR {model} vs gray {gray}");
+    }
+}
+
+fn colorize_model_has_embedded_head() -> bool {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/model/assets/colorizer-head.safetensors").is_file()
+}
+
+#[test]
+fn a_bad_config_key_is_refused_with_its_name_and_line() {
+    let dir = tempdir("config");
+    let config = dir.join("bad.toml");
+    std::fs::write(&config, "[data]\nsource = \"x\"\ncache = \"y\"\nsizee = 64\n").unwrap();
+    let run = xtask(&["preprocess", "--config", config.to_str().unwrap()]);
+    assert!(!run.status.success());
+    let stderr = text(&run.stderr);
+    assert!(stderr.contains("sizee") && stderr.contains("line 4") && stderr.contains("bad.toml"), "{stderr}");
+}
+
+#[test]
+fn colorize_reports_unreadable_files_and_keeps_going() {
+    let dir = tempdir("colorize");
+    let inputs = dir.join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * 6, y as u8 * 8, 90]))
+        .save(inputs.join("ok.png"))
+        .unwrap();
+    std::fs::write(inputs.join("broken.jpg"), b"not a picture").unwrap();
+    // A head to use: a fresh one from a 2-step training run.
+    let head = train_tiny_head(&dir);
+    let out = dir.join("out");
+    let run = xtask(&[
+        "colorize",
+        inputs.to_str().unwrap(),
+        "--checkpoint",
+        head.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--size",
+        "32",
+    ]);
+    let stderr = text(&run.stderr);
+    assert!(!run.status.success(), "a failed file makes the exit status non-zero");
+    assert!(text(&run.stdout).contains("broken.jpg") || stderr.contains("broken.jpg"), "{stderr}");
+    let written = image::open(out.join("in/ok.png")).unwrap().to_rgb8();
+    assert_eq!(written.dimensions(), (40, 30));
+}
+
+fn train_tiny_head(dir: &Path) -> PathBuf {
+    let run_dir = dir.join("run");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let config = dir.join("tiny.toml");
+    let smoke = std::fs::read_to_string(root.join("configs/smoke.toml")).unwrap();
+    let tiny = smoke
+        .replace("source = \"datasets/samples\"", &format!("source = {:?}", root.join("datasets/samples")))
+        .replace("cache = \"runs/cache/smoke-32\"", &format!("cache = {:?}", dir.join("cache")))
+        .replace("max_steps = 60", "max_steps = 2");
+    std::fs::write(&config, tiny).unwrap();
+    let run =
+        xtask(&["train", "--config", config.to_str().unwrap(), "--run-dir", run_dir.to_str().unwrap(), "--preprocess"]);
+    assert!(run.status.success(), "{}\n{}", text(&run.stdout), text(&run.stderr));
+    run_dir.join("checkpoints/step-00000002/head.safetensors")
+}
