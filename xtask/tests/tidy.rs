@@ -30,7 +30,9 @@ fn the_ci_script_runs_the_readme_test_command() {
 #[test]
 fn library_code_does_not_unwrap() {
     let mut files = Vec::new();
-    for dir in ["crates/core/src", "crates/data/src", "crates/model/src", "crates/eval/src", "crates/train/src", "xtask/src"] {
+    for dir in
+        ["crates/core/src", "crates/data/src", "crates/model/src", "crates/eval/src", "crates/train/src", "xtask/src"]
+    {
         rust_sources(&root().join(dir), &mut files);
     }
     let mut offenders = Vec::new();

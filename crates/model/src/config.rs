@@ -6,7 +6,7 @@ use std::path::PathBuf;
 /// The trained head: two convolutions whose outputs are concatenated, then
 /// a 1x1 convolution to (U, V). method.md's default: 451→128 (3x3) + ReLU,
 /// 128→16 (3x3) + ReLU, concat 144, 1x1 → 2, sigmoid.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeadConfig {
     #[serde(default = "default_conv1_channels")]
@@ -17,6 +17,17 @@ pub struct HeadConfig {
     pub conv2_channels: usize,
     #[serde(default = "default_kernel")]
     pub conv2_kernel: usize,
+    /// Constant factors for the hypercolumn's four parts (input, conv1_2,
+    /// conv2_2, conv3_3) before the head sees them. The source is silent; 1
+    /// is the plain method. Taps whose values are tens of times the input's
+    /// make plain SGD ill-conditioned; scaling them to a similar size lets it
+    /// learn at a usable rate. Saved with the head (`hypercolumn.scale`).
+    #[serde(default = "default_scale")]
+    pub hypercolumn_scale: [f32; 4],
+}
+
+fn default_scale() -> [f32; 4] {
+    [1.0; 4]
 }
 
 fn default_conv1_channels() -> usize {
@@ -31,7 +42,13 @@ fn default_kernel() -> usize {
 
 impl Default for HeadConfig {
     fn default() -> Self {
-        HeadConfig { conv1_channels: 128, conv1_kernel: 3, conv2_channels: 16, conv2_kernel: 3 }
+        HeadConfig {
+            conv1_channels: 128,
+            conv1_kernel: 3,
+            conv2_channels: 16,
+            conv2_kernel: 3,
+            hypercolumn_scale: default_scale(),
+        }
     }
 }
 
@@ -48,6 +65,9 @@ impl HeadConfig {
                     "model.head.{name} = {k}: kernels are odd, 1 to 9 (the output keeps the input's size)"
                 ));
             }
+        }
+        if self.hypercolumn_scale.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(format!("model.head.hypercolumn_scale = {:?}: factors are positive", self.hypercolumn_scale));
         }
         for (name, c) in [("conv1_channels", self.conv1_channels), ("conv2_channels", self.conv2_channels)] {
             if c == 0 || c > 4096 {

@@ -13,7 +13,8 @@ use std::path::Path;
 /// Q = concat(a, b); out (1x1, Q→2) → logits of (U, V) / 255.
 ///
 /// Variables, with stable names: `conv1.weight`, `conv1.bias`,
-/// `conv2.weight`, `conv2.bias`, `out.weight`, `out.bias`.
+/// `conv2.weight`, `conv2.bias`, `out.weight`, `out.bias`, and the constant
+/// `hypercolumn.scale` [4] (never trained: it has no gradient).
 #[derive(Clone, Debug)]
 pub struct HypercolumnHead {
     config: HeadConfig,
@@ -28,9 +29,16 @@ fn conv(vb: VarBuilder, cin: usize, cout: usize, k: usize) -> Result<Conv2d> {
     Ok(Conv2d::new(weight, bias))
 }
 
+const SCALE_KEY: &str = "hypercolumn.scale";
+
 impl HypercolumnHead {
     pub fn new(config: HeadConfig, vb: VarBuilder) -> Result<HypercolumnHead> {
-        let HeadConfig { conv1_channels: c1, conv1_kernel: k1, conv2_channels: c2, conv2_kernel: k2 } = config;
+        let HeadConfig { conv1_channels: c1, conv1_kernel: k1, conv2_channels: c2, conv2_kernel: k2, .. } = config;
+        // Stored so that a saved head carries the factors its training used.
+        let scale = vb.get_with_hints(4, SCALE_KEY, init::ONE)?;
+        let values = Tensor::new(&config.hypercolumn_scale, scale.device())?;
+        // A fresh variable is set to the config's factors; `load` overwrites it.
+        scale.slice_set(&values, 0, 0)?;
         Ok(HypercolumnHead {
             config,
             conv1: conv(vb.pp("conv1"), HYPERCOLUMN_CHANNELS, c1, k1)?,
@@ -45,7 +53,7 @@ impl HypercolumnHead {
     /// result does not depend on the map's order.
     pub fn reinitialise(&self, varmap: &VarMap, seed: u64) -> Result<()> {
         let vars = varmap.data().lock().expect("the head's variables are not poisoned");
-        let mut names: Vec<&String> = vars.keys().collect();
+        let mut names: Vec<&String> = vars.keys().filter(|n| n.as_str() != SCALE_KEY).collect();
         names.sort();
         let mut rng = Rng::new(seed);
         for name in names {
@@ -74,14 +82,37 @@ impl HypercolumnHead {
     pub fn config_of_file(path: &Path) -> std::result::Result<HeadConfig, ModelError> {
         let conv1 = tensor_shape(path, "conv1.weight")?;
         let conv2 = tensor_shape(path, "conv2.weight")?;
+        let hypercolumn_scale = read_scale(path)?;
         match (conv1.as_slice(), conv2.as_slice()) {
-            ([c1, HYPERCOLUMN_CHANNELS, k1, _], [c2, _, k2, _]) => {
-                Ok(HeadConfig { conv1_channels: *c1, conv1_kernel: *k1, conv2_channels: *c2, conv2_kernel: *k2 })
-            }
+            ([c1, HYPERCOLUMN_CHANNELS, k1, _], [c2, _, k2, _]) => Ok(HeadConfig {
+                conv1_channels: *c1,
+                conv1_kernel: *k1,
+                conv2_channels: *c2,
+                conv2_kernel: *k2,
+                hypercolumn_scale,
+            }),
             _ => Err(ModelError::BadFile {
                 path: path.to_path_buf(),
                 message: format!("not a hypercolumn head: conv1.weight {conv1:?}, conv2.weight {conv2:?}"),
             }),
+        }
+    }
+}
+
+/// The hypercolumn factors a saved head was trained with (1s for a head
+/// saved without them).
+fn read_scale(path: &Path) -> std::result::Result<[f32; 4], ModelError> {
+    let Ok(tensors) = candle_core::safetensors::load(path, &candle_core::Device::Cpu) else {
+        return Err(ModelError::BadFile { path: path.to_path_buf(), message: "unreadable safetensors".into() });
+    };
+    match tensors.get(SCALE_KEY) {
+        None => Ok([1.0; 4]),
+        Some(t) => {
+            let v: Vec<f32> = t.to_dtype(candle_core::DType::F32)?.to_vec1()?;
+            v.try_into().map_err(|v: Vec<f32>| ModelError::BadFile {
+                path: path.to_path_buf(),
+                message: format!("{SCALE_KEY} has {} values, expected 4", v.len()),
+            })
         }
     }
 }

@@ -76,7 +76,7 @@ impl Colorizer {
     pub fn hypercolumn(&self, y: &Tensor) -> Result<Tensor, ModelError> {
         let x = normalise_gray(y)?;
         let taps = self.trunk.forward(&x)?;
-        Ok(hypercolumn(&x, &taps)?)
+        Ok(hypercolumn(&x, &taps, self.head.config().hypercolumn_scale)?)
     }
 
     /// The head's logits for a hypercolumn: [n, 2, h, w].

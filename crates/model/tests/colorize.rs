@@ -7,7 +7,7 @@ use colorize_model::{colorize_image, Colorizer, HeadConfig};
 use image::{Rgb, RgbImage};
 
 fn small_head() -> HeadConfig {
-    HeadConfig { conv1_channels: 8, conv1_kernel: 3, conv2_channels: 4, conv2_kernel: 3 }
+    HeadConfig { conv1_channels: 8, conv1_kernel: 3, conv2_channels: 4, conv2_kernel: 3, ..HeadConfig::default() }
 }
 
 fn photo(w: u32, h: u32) -> RgbImage {

@@ -67,14 +67,23 @@ fn random_weights_in_timm_layout_load_and_run() {
 fn a_head_saves_and_loads_with_stable_names_and_its_shape() {
     let dir = tempdir("head");
     let trunk = colorize_model::weights::embedded_trunk();
-    let config = HeadConfig { conv1_channels: 8, conv1_kernel: 3, conv2_channels: 4, conv2_kernel: 1 };
+    let config = HeadConfig {
+        conv1_channels: 8,
+        conv1_kernel: 3,
+        conv2_channels: 4,
+        conv2_kernel: 1,
+        hypercolumn_scale: [1.0, 0.5, 0.25, 0.125],
+    };
     let model = Colorizer::new(&trunk, config, 1, &Device::Cpu).unwrap();
     let path = dir.join("head.safetensors");
     model.save_head(&path).unwrap();
     let saved = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
     let mut names: Vec<_> = saved.keys().cloned().collect();
     names.sort();
-    assert_eq!(names, ["conv1.bias", "conv1.weight", "conv2.bias", "conv2.weight", "out.bias", "out.weight"]);
+    assert_eq!(
+        names,
+        ["conv1.bias", "conv1.weight", "conv2.bias", "conv2.weight", "hypercolumn.scale", "out.bias", "out.weight"]
+    );
 
     let loaded = Colorizer::load(&trunk, &path, &Device::Cpu).unwrap();
     assert_eq!(loaded.head().config(), config);

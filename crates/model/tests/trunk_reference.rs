@@ -167,7 +167,7 @@ fn hypercolumn_stacks_input_then_taps_upsampled_bilinearly() {
     let ramp = Tensor::arange(0f32, 4.0, &device).unwrap();
     let conv2_2 = ramp.reshape((1, 1, 1, 4)).unwrap().broadcast_as((1, 128, 4, 4)).unwrap().contiguous().unwrap();
     let conv3_3 = Tensor::full(-1f32, (1, 256, 2, 2), &device).unwrap();
-    let t = hypercolumn(&x, &Taps { conv1_2, conv2_2, conv3_3 }).unwrap();
+    let t = hypercolumn(&x, &Taps { conv1_2, conv2_2, conv3_3 }, [1.0; 4]).unwrap();
     assert_eq!(t.dims(), [1, 451, 8, 8]);
     let at = |c: usize, y: usize, xx: usize| -> f32 {
         t.get(0).unwrap().get(c).unwrap().get(y).unwrap().get(xx).unwrap().to_scalar().unwrap()
