@@ -1,7 +1,7 @@
 //! `cargo xtask colorize`: predicted colour for people's own pictures.
 
 use crate::flags::ColorizeArgs;
-use crate::{absolute, interrupt_flag, model, progress};
+use crate::{absolute, flag_path, interrupt_flag, model, progress};
 use anyhow::{bail, Context, Result};
 use colorize_core::Side;
 use colorize_data::decode::load_rgb;
@@ -34,7 +34,7 @@ pub fn run(args: ColorizeArgs) -> Result<()> {
         Side::new(args.size.unwrap_or_else(|| model::default_side(args.checkpoint.as_deref()))).context("--size")?;
     let colorizer = model::load_colorizer(&args.model, args.checkpoint.as_deref())?;
     let jobs = expand_inputs(&args.inputs)?;
-    let out = absolute(&args.out);
+    let out = flag_path(args.out.as_deref(), "runs/colorized");
     println!("colorize: {} pictures at {side}x{side} -> {}", jobs.len(), out.display());
     let bar = progress::bar(jobs.len() as u64, "pictures");
     let stop = interrupt_flag();

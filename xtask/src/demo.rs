@@ -2,7 +2,7 @@
 //! photographs, offline, in a few minutes on two cores.
 
 use crate::flags::DemoArgs;
-use crate::{absolute, interrupt_flag, model, project_root};
+use crate::{flag_path, interrupt_flag, model, project_root};
 use anyhow::{Context, Result};
 use colorize_core::Side;
 use colorize_data::write_cache;
@@ -16,8 +16,8 @@ use image::{imageops, DynamicImage, RgbImage};
 use std::path::Path;
 
 pub fn run(args: DemoArgs) -> Result<()> {
-    let out = absolute(&args.out);
-    let photos = absolute(&args.photos);
+    let out = flag_path(args.out.as_deref(), "runs/demo");
+    let photos = flag_path(args.photos.as_deref(), "datasets/samples");
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let mut experiment = Experiment::load(&project_root().join("configs/smoke.toml"), &project_root())?;
     experiment.data.source = photos.clone();

@@ -35,9 +35,9 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct PreprocessArgs {
-    /// Experiment config (its [data] table says what to cache).
-    #[arg(long, default_value = "configs/smoke.toml")]
-    pub config: PathBuf,
+    /// Experiment config (its [data] table says what to cache) [default: configs/smoke.toml]
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Dataset root, instead of the config's `data.source`.
     #[arg(long)]
     pub source: Option<PathBuf>,
@@ -78,9 +78,9 @@ pub struct ColorizeArgs {
     /// Pictures or folders of pictures (searched recursively).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
-    /// Output folder; outputs keep the inputs' names (and folders), as PNG.
-    #[arg(long, default_value = "runs/colorized")]
-    pub out: PathBuf,
+    /// Output folder; outputs keep the inputs' names (and folders), as PNG [default: runs/colorized]
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Trained head (safetensors). Default: the project's embedded colorizer.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
@@ -155,9 +155,9 @@ pub struct EvalArgs {
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// Experiment config.
-    #[arg(long, default_value = "configs/smoke.toml", conflicts_with = "resume")]
-    pub config: PathBuf,
+    /// Experiment config [default: configs/smoke.toml]
+    #[arg(long, conflicts_with = "resume")]
+    pub config: Option<PathBuf>,
     /// Continue the run in this folder from its latest checkpoint (its config.toml is used).
     #[arg(long)]
     pub resume: Option<PathBuf>,
@@ -177,12 +177,12 @@ pub struct TrainArgs {
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// Where the demo writes (cache, strips, reports, the training run).
-    #[arg(long, default_value = "runs/demo")]
-    pub out: PathBuf,
-    /// Pictures to use instead of the embedded samples (a folder).
-    #[arg(long, default_value = "datasets/samples")]
-    pub photos: PathBuf,
+    /// Where the demo writes (cache, strips, reports, the training run) [default: runs/demo]
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// A folder of pictures to use instead of the embedded samples [default: datasets/samples]
+    #[arg(long)]
+    pub photos: Option<PathBuf>,
     /// A reduced run for tests: fewer training steps.
     #[arg(long)]
     pub quick: bool,

@@ -49,6 +49,12 @@ pub fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace root").to_path_buf()
 }
 
+/// A path flag: given, it is relative to where the user is; absent, the
+/// default is relative to the project root (so commands work from anywhere).
+pub fn flag_path(given: Option<&Path>, default: &str) -> PathBuf {
+    given.map_or_else(|| project_root().join(default), absolute)
+}
+
 /// Makes a path given on the command line absolute, relative to the
 /// directory the user ran the command in.
 pub fn absolute(path: &Path) -> PathBuf {

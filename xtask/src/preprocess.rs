@@ -1,7 +1,7 @@
 //! `cargo xtask preprocess`: the cache of Y and UV planes.
 
 use crate::flags::PreprocessArgs;
-use crate::{absolute, interrupt_flag, progress, project_root};
+use crate::{absolute, flag_path, interrupt_flag, progress, project_root};
 use anyhow::{bail, Context, Result};
 use colorize_core::Side;
 use colorize_data::cache::Event;
@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 pub fn run(args: PreprocessArgs) -> Result<()> {
-    let experiment = Experiment::load(&absolute(&args.config), &project_root())?;
+    let experiment = Experiment::load(&flag_path(args.config.as_deref(), "configs/smoke.toml"), &project_root())?;
     let mut cfg = experiment.data;
     if let Some(source) = &args.source {
         cfg.source = absolute(source);

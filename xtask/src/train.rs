@@ -1,7 +1,7 @@
 //! `cargo xtask train`: the training loop with its console report.
 
 use crate::flags::TrainArgs;
-use crate::{absolute, interrupt_flag, project_root};
+use crate::{absolute, flag_path, interrupt_flag, project_root};
 use anyhow::Result;
 use colorize_data::cache::Event as CacheEvent;
 use colorize_data::write_cache;
@@ -11,7 +11,7 @@ use colorize_train::{run_config, train, Event, Experiment, TrainOptions};
 pub fn run(args: TrainArgs) -> Result<()> {
     let mut experiment = match &args.resume {
         Some(run_dir) => run_config(&absolute(run_dir))?,
-        None => Experiment::load(&absolute(&args.config), &project_root())?,
+        None => Experiment::load(&flag_path(args.config.as_deref(), "configs/smoke.toml"), &project_root())?,
     };
     if let Some(steps) = args.max_steps {
         experiment.train.max_steps = Some(steps);
