@@ -59,10 +59,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
         bail!("no pairs of images to score");
     }
 
-    // The main prediction: the files, else the model (or, with only
-    // baselines asked for and no checkpoint, the first baseline).
+    // The main prediction: the files, else the model (the checkpoint or the
+    // embedded head; with neither, the first baseline).
     let predict_files = args.pred.is_some();
-    let use_model = !predict_files && (args.checkpoint.is_some() || baselines.is_empty());
+    let have_head = args.checkpoint.is_some() || colorize_model::weights::embedded_head().is_some();
+    let use_model = !predict_files && (have_head || baselines.is_empty());
     let colorizer: Option<Colorizer> =
         if use_model { Some(model::load_colorizer(&args.model, args.checkpoint.as_deref())?) } else { None };
     let mut predictors: Vec<(String, Predictor)> = Vec::new();

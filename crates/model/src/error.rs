@@ -3,7 +3,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ModelError {
-    #[error("trunk weights {} not found", .0.display())]
+    #[error("weights file {} not found", .0.display())]
     MissingWeights(PathBuf),
     #[error(
         "no VGG-16 trunk weights: set `model.trunk_weights` in the config or pass --vgg-weights PATH, \
