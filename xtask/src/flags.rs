@@ -209,4 +209,6 @@ pub enum BenchTarget {
     Preprocess,
     /// QSSIM: ours against NumPy, 100 pairs at 224 and 10 at 2000x1500.
     Qssim,
+    /// The network: forward and training step images/s and peak memory (no peer).
+    Model,
 }

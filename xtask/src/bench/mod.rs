@@ -4,6 +4,7 @@
 //! Peers run in a bench-only Python virtual environment that the bench
 //! makes (`target/bench-venv`), never in the tests.
 
+mod model;
 mod preprocess;
 mod qssim;
 
@@ -17,6 +18,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.target {
         BenchTarget::Preprocess => preprocess::run(&args),
         BenchTarget::Qssim => qssim::run(&args),
+        BenchTarget::Model => model::run(),
     }
 }
 
