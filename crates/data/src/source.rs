@@ -30,6 +30,12 @@ pub fn is_image_path(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
+/// A relative path with `/` separators, the same on every platform: how
+/// images are named in manifests and reports.
+pub fn portable(path: &Path) -> String {
+    path.to_string_lossy().replace('\\', "/")
+}
+
 /// The images of a dataset, sorted, relative to `root`.
 pub fn list_images(root: &Path, layout: SourceLayout, split: &str) -> Result<Vec<PathBuf>, DataError> {
     if !root.is_dir() {

@@ -7,7 +7,7 @@ use crate::Metric;
 use colorize_core::{yuv, Side};
 use colorize_data::decode::load_rgb;
 use colorize_data::prepare::square;
-use colorize_data::source::{is_image_path, list_images, SourceLayout};
+use colorize_data::source::{is_image_path, list_images, portable, SourceLayout};
 use colorize_data::CropPolicy;
 use colorize_model::{colorize_image, Colorizer};
 use image::{GrayImage, Luma, Rgb, RgbImage};
@@ -77,7 +77,7 @@ pub struct Item {
 /// Pairs two folders by relative path without extension (a PNG prediction
 /// matches a JPEG truth). Returns the pairs and the unmatched names.
 pub fn pair_folders(pred: &Path, truth: &Path) -> Result<(Vec<Item>, Vec<String>), colorize_data::DataError> {
-    let key = |p: &Path| p.with_extension("").to_string_lossy().replace('\\', "/");
+    let key = |p: &Path| portable(&p.with_extension(""));
     let preds: BTreeMap<String, PathBuf> =
         list_images(pred, SourceLayout::Folder, "")?.into_iter().map(|p| (key(&p), p)).collect();
     let mut items = Vec::new();
@@ -88,11 +88,7 @@ pub fn pair_folders(pred: &Path, truth: &Path) -> Result<(Vec<Item>, Vec<String>
         match preds.get(&k) {
             Some(p) => {
                 seen.insert(k.clone());
-                items.push(Item {
-                    name: t.to_string_lossy().replace('\\', "/"),
-                    truth: truth.join(&t),
-                    pred: Some(pred.join(p)),
-                });
+                items.push(Item { name: portable(&t), truth: truth.join(&t), pred: Some(pred.join(p)) });
             }
             None => unmatched.push(format!("truth only: {}", t.display())),
         }
@@ -110,7 +106,7 @@ pub fn dataset_items(root: &Path, layout: SourceLayout, split: &str) -> Result<V
     Ok(list_images(root, layout, split)?
         .into_iter()
         .filter(|p| is_image_path(p))
-        .map(|p| Item { name: p.to_string_lossy().replace('\\', "/"), truth: root.join(&p), pred: None })
+        .map(|p| Item { name: portable(&p), truth: root.join(&p), pred: None })
         .collect())
 }
 

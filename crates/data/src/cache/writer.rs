@@ -5,7 +5,7 @@ use super::{shard_file, shard_record_file, tmp_path, write_atomic, MANIFEST};
 use crate::decode::load_rgb;
 use crate::prepare::{square, Planes};
 use crate::sample::draw_order;
-use crate::source::list_images;
+use crate::source::{list_images, portable};
 use crate::{DataError, PreprocessConfig};
 use rayon::prelude::*;
 use safetensors::tensor::{Dtype, TensorView};
@@ -274,9 +274,4 @@ fn fill_manifest(manifest: &mut Manifest, records: Vec<ShardRecord>) {
     if pixels > 0.0 {
         manifest.mean_uv = sums.map(|s| s as f64 / pixels);
     }
-}
-
-/// A relative path with `/` separators, the same on every platform.
-fn portable(path: &Path) -> String {
-    path.to_string_lossy().replace('\\', "/")
 }
