@@ -5,8 +5,10 @@ use crate::{absolute, flag_path, interrupt_flag, project_root};
 use anyhow::Result;
 use colorize_data::cache::Event as CacheEvent;
 use colorize_data::write_cache;
+use colorize_eval::Summary;
 use colorize_model::parse_device;
 use colorize_train::{run_config, train, Event, Experiment, TrainOptions};
+use std::collections::BTreeMap;
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let mut experiment = match &args.resume {
@@ -41,11 +43,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Event::Step { step, epoch, loss, lr, images_per_s } => {
             println!("step {step:>7}  epoch {epoch:>4}  loss {loss:.5}  lr {lr:.3e}  {images_per_s:.1} images/s");
         }
-        Event::Validation { step, scores, gray } => {
+        Event::Validation { step, scores, gray, mean_chroma } => {
+            let mean = |m: &BTreeMap<String, Summary>, name: &str| m.get(name).map_or(f64::NAN, |s| s.mean);
             let line: Vec<String> = scores
                 .iter()
                 .map(|(name, s)| {
-                    format!("{name} {:.4} (gray {:.4})", s.mean, gray.get(name).map_or(f64::NAN, |g| g.mean))
+                    format!(
+                        "{name} {:.4} (gray {:.4}, mean chroma {:.4})",
+                        s.mean,
+                        mean(gray, name),
+                        mean(mean_chroma, name)
+                    )
                 })
                 .collect();
             println!("validation at step {step}: {}", line.join(", "));

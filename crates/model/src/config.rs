@@ -17,17 +17,19 @@ pub struct HeadConfig {
     pub conv2_channels: usize,
     #[serde(default = "default_kernel")]
     pub conv2_kernel: usize,
-    /// Constant factors for the hypercolumn's four parts (input, conv1_2,
-    /// conv2_2, conv3_3) before the head sees them. The source is silent; 1
-    /// is the plain method. Taps whose values are tens of times the input's
-    /// make plain SGD ill-conditioned; scaling them to a similar size lets it
-    /// learn at a usable rate. Saved with the head (`hypercolumn.scale`).
-    #[serde(default = "default_scale")]
-    pub hypercolumn_scale: [f32; 4],
+    /// Standardise each hypercolumn channel to mean 0 and standard deviation
+    /// 1 before the head sees it, with statistics measured on the training
+    /// images when a run starts and saved with the head. The source is
+    /// silent; `false` is the raw hypercolumn. Raw, its channels are all
+    /// non-negative and spread over two orders of magnitude (conv1_2 about
+    /// 18 ± 43, the input about 0 ± 1), which leaves plain SGD so
+    /// ill-conditioned that it barely moves from the mean colour.
+    #[serde(default = "default_standardise")]
+    pub standardise: bool,
 }
 
-fn default_scale() -> [f32; 4] {
-    [1.0; 4]
+fn default_standardise() -> bool {
+    true
 }
 
 fn default_conv1_channels() -> usize {
@@ -47,12 +49,17 @@ impl Default for HeadConfig {
             conv1_kernel: 3,
             conv2_channels: 16,
             conv2_kernel: 3,
-            hypercolumn_scale: default_scale(),
+            standardise: default_standardise(),
         }
     }
 }
 
 impl HeadConfig {
+    /// Side of the window of hypercolumn that one output pixel depends on.
+    pub fn receptive_field(&self) -> usize {
+        self.conv1_kernel + self.conv2_kernel - 1
+    }
+
     /// Channels of Q, the concatenation the output layer reads.
     pub fn q_channels(&self) -> usize {
         self.conv1_channels + self.conv2_channels
@@ -65,9 +72,6 @@ impl HeadConfig {
                     "model.head.{name} = {k}: kernels are odd, 1 to 9 (the output keeps the input's size)"
                 ));
             }
-        }
-        if self.hypercolumn_scale.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-            return Err(format!("model.head.hypercolumn_scale = {:?}: factors are positive", self.hypercolumn_scale));
         }
         for (name, c) in [("conv1_channels", self.conv1_channels), ("conv2_channels", self.conv2_channels)] {
             if c == 0 || c > 4096 {

@@ -1,6 +1,7 @@
 //! `HypercolumnHead`: the trained part of the network.
 
 use crate::conv::Conv2d;
+use crate::hypercolumn::Standardisation;
 use crate::trunk::HYPERCOLUMN_CHANNELS;
 use crate::weights::tensor_shape;
 use crate::{HeadConfig, ModelError};
@@ -13,11 +14,13 @@ use std::path::Path;
 /// Q = concat(a, b); out (1x1, Q→2) → logits of (U, V) / 255.
 ///
 /// Variables, with stable names: `conv1.weight`, `conv1.bias`,
-/// `conv2.weight`, `conv2.bias`, `out.weight`, `out.bias`, and the constant
-/// `hypercolumn.scale` [4] (never trained: it has no gradient).
+/// `conv2.weight`, `conv2.bias`, `out.weight`, `out.bias`, and the
+/// constants `hypercolumn.shift` and `hypercolumn.scale` [451] (the
+/// standardisation: measured, never trained, so they have no gradient).
 #[derive(Clone, Debug)]
 pub struct HypercolumnHead {
     config: HeadConfig,
+    standardisation: Standardisation,
     conv1: Conv2d,
     conv2: Conv2d,
     out: Conv2d,
@@ -29,18 +32,25 @@ fn conv(vb: VarBuilder, cin: usize, cout: usize, k: usize) -> Result<Conv2d> {
     Ok(Conv2d::new(weight, bias))
 }
 
+const SHIFT_KEY: &str = "hypercolumn.shift";
 const SCALE_KEY: &str = "hypercolumn.scale";
+
+/// Channels whose spread is below this fraction of their part's mean spread
+/// are scaled as if they had it: a channel that is (nearly) constant on the
+/// measured images must not amplify a rare value elsewhere a million times.
+const MIN_RELATIVE_STD: f64 = 0.01;
 
 impl HypercolumnHead {
     pub fn new(config: HeadConfig, vb: VarBuilder) -> Result<HypercolumnHead> {
         let HeadConfig { conv1_channels: c1, conv1_kernel: k1, conv2_channels: c2, conv2_kernel: k2, .. } = config;
-        // Stored so that a saved head carries the factors its training used.
-        let scale = vb.get_with_hints(4, SCALE_KEY, init::ONE)?;
-        let values = Tensor::new(&config.hypercolumn_scale, scale.device())?;
-        // A fresh variable is set to the config's factors; `load` overwrites it.
-        scale.slice_set(&values, 0, 0)?;
+        // Identity until measured (`set_standardisation`) or loaded.
+        let standardisation = Standardisation {
+            shift: vb.get_with_hints(HYPERCOLUMN_CHANNELS, SHIFT_KEY, init::ZERO)?,
+            scale: vb.get_with_hints(HYPERCOLUMN_CHANNELS, SCALE_KEY, init::ONE)?,
+        };
         Ok(HypercolumnHead {
             config,
+            standardisation,
             conv1: conv(vb.pp("conv1"), HYPERCOLUMN_CHANNELS, c1, k1)?,
             conv2: conv(vb.pp("conv2"), c1, c2, k2)?,
             out: conv(vb.pp("out"), config.q_channels(), 2, 1)?,
@@ -53,7 +63,7 @@ impl HypercolumnHead {
     /// result does not depend on the map's order.
     pub fn reinitialise(&self, varmap: &VarMap, seed: u64) -> Result<()> {
         let vars = varmap.data().lock().expect("the head's variables are not poisoned");
-        let mut names: Vec<&String> = vars.keys().filter(|n| n.as_str() != SCALE_KEY).collect();
+        let mut names: Vec<&String> = vars.keys().filter(|n| !n.starts_with("hypercolumn.")).collect();
         names.sort();
         let mut rng = Rng::new(seed);
         for name in names {
@@ -69,6 +79,40 @@ impl HypercolumnHead {
         Ok(())
     }
 
+    /// Sets the standardisation from measured per-channel moments (see
+    /// `hypercolumn::channel_moments`).
+    pub fn set_standardisation(&self, varmap: &VarMap, mean: &[f64], std: &[f64]) -> Result<()> {
+        if mean.len() != HYPERCOLUMN_CHANNELS || std.len() != HYPERCOLUMN_CHANNELS {
+            candle_core::bail!("standardisation needs {HYPERCOLUMN_CHANNELS} channels, got {}", mean.len());
+        }
+        let mut scale = Vec::with_capacity(HYPERCOLUMN_CHANNELS);
+        let mut offset = 0;
+        for c in crate::trunk::HYPERCOLUMN_PARTS {
+            let part = &std[offset..offset + c];
+            let floor = MIN_RELATIVE_STD * part.iter().sum::<f64>() / c as f64;
+            scale.extend(part.iter().map(|s| (1.0 / s.max(floor).max(f64::MIN_POSITIVE)) as f32));
+            offset += c;
+        }
+        let shift: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+        set_var(varmap, SHIFT_KEY, shift)?;
+        set_var(varmap, SCALE_KEY, scale)
+    }
+
+    /// Sets the output bias so that a head whose other outputs are zero
+    /// predicts `mean_uv` (0..255): training starts from the mean-chroma
+    /// baseline instead of from gray.
+    pub fn set_output_bias(&self, varmap: &VarMap, mean_uv: [f64; 2]) -> Result<()> {
+        let logit = |m: f64| {
+            let p = (m / 255.0).clamp(1e-3, 1.0 - 1e-3);
+            (p / (1.0 - p)).ln() as f32
+        };
+        set_var(varmap, "out.bias", mean_uv.map(logit).to_vec())
+    }
+
+    pub fn standardisation(&self) -> &Standardisation {
+        &self.standardisation
+    }
+
     pub fn config(&self) -> HeadConfig {
         self.config
     }
@@ -82,14 +126,14 @@ impl HypercolumnHead {
     pub fn config_of_file(path: &Path) -> std::result::Result<HeadConfig, ModelError> {
         let conv1 = tensor_shape(path, "conv1.weight")?;
         let conv2 = tensor_shape(path, "conv2.weight")?;
-        let hypercolumn_scale = read_scale(path)?;
+        let standardise = is_standardised(path)?;
         match (conv1.as_slice(), conv2.as_slice()) {
             ([c1, HYPERCOLUMN_CHANNELS, k1, _], [c2, _, k2, _]) => Ok(HeadConfig {
                 conv1_channels: *c1,
                 conv1_kernel: *k1,
                 conv2_channels: *c2,
                 conv2_kernel: *k2,
-                hypercolumn_scale,
+                standardise,
             }),
             _ => Err(ModelError::BadFile {
                 path: path.to_path_buf(),
@@ -99,22 +143,27 @@ impl HypercolumnHead {
     }
 }
 
-/// The hypercolumn factors a saved head was trained with (1s for a head
-/// saved without them).
-fn read_scale(path: &Path) -> std::result::Result<[f32; 4], ModelError> {
-    let Ok(tensors) = candle_core::safetensors::load(path, &candle_core::Device::Cpu) else {
-        return Err(ModelError::BadFile { path: path.to_path_buf(), message: "unreadable safetensors".into() });
-    };
-    match tensors.get(SCALE_KEY) {
-        None => Ok([1.0; 4]),
-        Some(t) => {
-            let v: Vec<f32> = t.to_dtype(candle_core::DType::F32)?.to_vec1()?;
-            v.try_into().map_err(|v: Vec<f32>| ModelError::BadFile {
-                path: path.to_path_buf(),
-                message: format!("{SCALE_KEY} has {} values, expected 4", v.len()),
-            })
-        }
+fn set_var(varmap: &VarMap, name: &str, values: Vec<f32>) -> Result<()> {
+    let vars = varmap.data().lock().expect("the head's variables are not poisoned");
+    let var = vars.get(name).ok_or_else(|| candle_core::Error::Msg(format!("the head has no variable {name}")))?;
+    var.set(&Tensor::from_vec(values, var.shape(), var.device())?)
+}
+
+/// Whether a saved head carries a standardisation other than the identity.
+fn is_standardised(path: &Path) -> std::result::Result<bool, ModelError> {
+    let bad = |message: String| ModelError::BadFile { path: path.to_path_buf(), message };
+    let tensors =
+        candle_core::safetensors::load(path, &candle_core::Device::Cpu).map_err(|e| bad(format!("unreadable: {e}")))?;
+    let mut identity = true;
+    for (key, neutral) in [(SHIFT_KEY, 0.0f32), (SCALE_KEY, 1.0)] {
+        let values: Vec<f32> = match tensors.get(key) {
+            Some(t) if t.dims() == [HYPERCOLUMN_CHANNELS] => t.to_dtype(candle_core::DType::F32)?.to_vec1()?,
+            Some(t) => return Err(bad(format!("{key} has shape {:?}, expected [{HYPERCOLUMN_CHANNELS}]", t.dims()))),
+            None => return Err(bad(format!("{key} is missing (a head saved before standardisation existed)"))),
+        };
+        identity &= values.iter().all(|&v| v == neutral);
     }
+    Ok(!identity)
 }
 
 impl Module for HypercolumnHead {

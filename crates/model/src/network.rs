@@ -1,7 +1,7 @@
 //! `Colorizer`: trunk + hypercolumn + head, ready to predict or train.
 
 use crate::head::HypercolumnHead;
-use crate::hypercolumn::hypercolumn;
+use crate::hypercolumn::{channel_moments, hypercolumn, hypercolumn_patches, HypercolumnWindows, Pixel};
 use crate::trunk::{normalise_gray, Vgg16Trunk};
 use crate::{HeadConfig, ModelError};
 use candle_core::{DType, Device, Module, Tensor};
@@ -76,7 +76,20 @@ impl Colorizer {
     pub fn hypercolumn(&self, y: &Tensor) -> Result<Tensor, ModelError> {
         let x = normalise_gray(y)?;
         let taps = self.trunk.forward(&x)?;
-        Ok(hypercolumn(&x, &taps, self.head.config().hypercolumn_scale)?)
+        Ok(hypercolumn(&x, &taps, self.head.standardisation())?)
+    }
+
+    /// The frozen features in an r x r window around each pixel only (see
+    /// `hypercolumn::hypercolumn_patches`).
+    pub fn hypercolumn_windows(
+        &self,
+        y: &Tensor,
+        pixels: &[Pixel],
+        r: usize,
+    ) -> Result<HypercolumnWindows, ModelError> {
+        let x = normalise_gray(y)?;
+        let taps = self.trunk.forward(&x)?;
+        Ok(hypercolumn_patches(&x, &taps, self.head.standardisation(), pixels, r)?)
     }
 
     /// The head's logits for a hypercolumn: [n, 2, h, w].
@@ -88,6 +101,37 @@ impl Colorizer {
     pub fn predict(&self, y: &Tensor) -> Result<Tensor, ModelError> {
         let t = self.hypercolumn(y)?;
         Ok(candle_nn::ops::sigmoid(&self.logits(&t)?)?)
+    }
+
+    /// Measures the hypercolumn's per-channel mean and spread on gray
+    /// batches `ys` (each [n, 1, h, w], 0..255) and makes the head
+    /// standardise with them (pooled moments: batches may differ in size).
+    pub fn fit_standardisation(&self, ys: &[Tensor]) -> Result<(), ModelError> {
+        let mut pooled = vec![(0.0f64, 0.0f64); crate::trunk::HYPERCOLUMN_CHANNELS];
+        let mut weight = 0.0;
+        for y in ys {
+            let x = normalise_gray(y)?;
+            let taps = self.trunk.forward(&x)?;
+            let (mean, std) = channel_moments(&x, &taps)?;
+            let n = y.dim(0)? as f64;
+            for ((sum, sum_sq), (m, s)) in pooled.iter_mut().zip(mean.iter().zip(&std)) {
+                *sum += n * m;
+                *sum_sq += n * (s * s + m * m);
+            }
+            weight += n;
+        }
+        if weight == 0.0 {
+            return Err(ModelError::NothingToMeasure);
+        }
+        let mean: Vec<f64> = pooled.iter().map(|(sum, _)| sum / weight).collect();
+        let std: Vec<f64> =
+            pooled.iter().zip(&mean).map(|((_, sum_sq), m)| (sum_sq / weight - m * m).max(0.0).sqrt()).collect();
+        Ok(self.head.set_standardisation(&self.varmap, &mean, &std)?)
+    }
+
+    /// See `HypercolumnHead::set_output_bias`.
+    pub fn set_output_bias(&self, mean_uv: [f64; 2]) -> Result<(), ModelError> {
+        Ok(self.head.set_output_bias(&self.varmap, mean_uv)?)
     }
 
     pub fn trunk(&self) -> &Vgg16Trunk {

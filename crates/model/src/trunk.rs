@@ -11,7 +11,9 @@ use std::path::Path;
 pub const TRUNK_LAYERS: [(usize, usize, usize); 7] =
     [(0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256), (12, 256, 256), (14, 256, 256)];
 
-/// Channels of the hypercolumn: the input's 3, then conv1_2, conv2_2, conv3_3.
+/// Channels of the hypercolumn's parts: the input, conv1_2, conv2_2, conv3_3.
+pub const HYPERCOLUMN_PARTS: [usize; 4] = [3, 64, 128, 256];
+/// Channels of the hypercolumn: 451.
 pub const HYPERCOLUMN_CHANNELS: usize = 3 + 64 + 128 + 256;
 
 /// ImageNet normalisation the trunk's weights expect (RGB, on x / 255).

@@ -67,14 +67,12 @@ fn random_weights_in_timm_layout_load_and_run() {
 fn a_head_saves_and_loads_with_stable_names_and_its_shape() {
     let dir = tempdir("head");
     let trunk = colorize_model::weights::embedded_trunk();
-    let config = HeadConfig {
-        conv1_channels: 8,
-        conv1_kernel: 3,
-        conv2_channels: 4,
-        conv2_kernel: 1,
-        hypercolumn_scale: [1.0, 0.5, 0.25, 0.125],
-    };
+    let config =
+        HeadConfig { conv1_channels: 8, conv1_kernel: 3, conv2_channels: 4, conv2_kernel: 1, standardise: true };
     let model = Colorizer::new(&trunk, config, 1, &Device::Cpu).unwrap();
+    let ramp: Vec<u8> = (0..2 * 16 * 16).map(|i| (i * 7 % 256) as u8).collect();
+    model.fit_standardisation(&[model.gray_tensor(&ramp, 2, 16, 16).unwrap()]).unwrap();
+    model.set_output_bias([100.0, 150.0]).unwrap();
     let path = dir.join("head.safetensors");
     model.save_head(&path).unwrap();
     let saved = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
@@ -82,7 +80,16 @@ fn a_head_saves_and_loads_with_stable_names_and_its_shape() {
     names.sort();
     assert_eq!(
         names,
-        ["conv1.bias", "conv1.weight", "conv2.bias", "conv2.weight", "hypercolumn.scale", "out.bias", "out.weight"]
+        [
+            "conv1.bias",
+            "conv1.weight",
+            "conv2.bias",
+            "conv2.weight",
+            "hypercolumn.scale",
+            "hypercolumn.shift",
+            "out.bias",
+            "out.weight"
+        ]
     );
 
     let loaded = Colorizer::load(&trunk, &path, &Device::Cpu).unwrap();
@@ -91,6 +98,11 @@ fn a_head_saves_and_loads_with_stable_names_and_its_shape() {
     let a: Vec<f32> = model.predict(&y).unwrap().flatten_all().unwrap().to_vec1().unwrap();
     let b: Vec<f32> = loaded.predict(&y).unwrap().flatten_all().unwrap().to_vec1().unwrap();
     assert_eq!(a, b);
+    let fresh = Colorizer::load(&trunk, &path, &Device::Cpu).unwrap();
+    let fresh_head = Colorizer::new(&trunk, config, 1, &Device::Cpu).unwrap();
+    let c: Vec<f32> = fresh_head.predict(&y).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    assert_ne!(a, c, "the standardisation and output bias are part of the saved head");
+    drop(fresh);
 
     // Loading into a head of another shape is refused, naming the file.
     let mut other = Colorizer::new(&trunk, HeadConfig::default(), 1, &Device::Cpu).unwrap();

@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use colorize_core::Rng;
-use colorize_model::hypercolumn::hypercolumn;
+use colorize_model::hypercolumn::{hypercolumn, hypercolumn_patches, Pixel, Standardisation};
 use colorize_model::trunk::{normalise_gray, Taps, Vgg16Trunk, IMAGENET_MEAN, IMAGENET_STD, TRUNK_LAYERS};
 use colorize_model::weights::embedded_trunk;
 use std::collections::HashMap;
@@ -167,7 +167,7 @@ fn hypercolumn_stacks_input_then_taps_upsampled_bilinearly() {
     let ramp = Tensor::arange(0f32, 4.0, &device).unwrap();
     let conv2_2 = ramp.reshape((1, 1, 1, 4)).unwrap().broadcast_as((1, 128, 4, 4)).unwrap().contiguous().unwrap();
     let conv3_3 = Tensor::full(-1f32, (1, 256, 2, 2), &device).unwrap();
-    let t = hypercolumn(&x, &Taps { conv1_2, conv2_2, conv3_3 }, [1.0; 4]).unwrap();
+    let t = hypercolumn(&x, &Taps { conv1_2, conv2_2, conv3_3 }, &identity()).unwrap();
     assert_eq!(t.dims(), [1, 451, 8, 8]);
     let at = |c: usize, y: usize, xx: usize| -> f32 {
         t.get(0).unwrap().get(c).unwrap().get(y).unwrap().get(xx).unwrap().to_scalar().unwrap()
@@ -183,4 +183,146 @@ fn hypercolumn_stacks_input_then_taps_upsampled_bilinearly() {
     }
     assert_eq!(at(195, 0, 0), -1.0, "channels 195..451 are conv3_3");
     assert_eq!(at(450, 7, 7), -1.0);
+}
+
+fn identity() -> Standardisation {
+    Standardisation {
+        shift: Tensor::zeros(451, DType::F32, &Device::Cpu).unwrap(),
+        scale: Tensor::ones(451, DType::F32, &Device::Cpu).unwrap(),
+    }
+}
+
+/// Applying the standardisation to the taps before upsampling (the fast
+/// way) equals applying it to the upsampled hypercolumn (the definition).
+#[test]
+fn standardising_before_upsampling_equals_standardising_the_hypercolumn() {
+    let device = Device::Cpu;
+    let mut rng = colorize_core::Rng::new(3);
+    let mut random = |dims: (usize, usize, usize, usize)| {
+        let n = dims.0 * dims.1 * dims.2 * dims.3;
+        let values: Vec<f32> = (0..n).map(|_| (rng.unit_f64() * 50.0) as f32).collect();
+        Tensor::from_vec(values, dims, &device).unwrap()
+    };
+    let x = random((2, 3, 12, 8));
+    let taps =
+        Taps { conv1_2: random((2, 64, 12, 8)), conv2_2: random((2, 128, 6, 4)), conv3_3: random((2, 256, 3, 2)) };
+    let shift: Vec<f32> = (0..451).map(|c| c as f32 * 0.1).collect();
+    let scale: Vec<f32> = (0..451).map(|c| 1.0 / (1.0 + c as f32)).collect();
+    let standardisation = Standardisation {
+        shift: Tensor::new(shift.as_slice(), &device).unwrap(),
+        scale: Tensor::new(scale.as_slice(), &device).unwrap(),
+    };
+    let fast = hypercolumn(&x, &taps, &standardisation).unwrap();
+    let raw: Vec<f32> = hypercolumn(&x, &taps, &identity()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let fast: Vec<f32> = fast.flatten_all().unwrap().to_vec1().unwrap();
+    let area = 12 * 8;
+    for (i, (f, r)) in fast.iter().zip(&raw).enumerate() {
+        let c = (i / area) % 451;
+        let want = (r - shift[c]) * scale[c];
+        assert!((f - want).abs() <= 1e-4 * want.abs().max(1.0), "element {i} (channel {c}): {f} vs {want}");
+    }
+}
+
+/// After `fit_standardisation` on a batch, that batch's hypercolumn has
+/// channels of mean ~0 and spread ~1 (not exactly: the moments are taken
+/// on the taps before upsampling, which smooths them a little).
+#[test]
+fn a_fitted_standardisation_centres_and_scales_every_live_channel() {
+    use colorize_model::{Colorizer, HeadConfig};
+    let model = Colorizer::new(&embedded_trunk(), HeadConfig::default(), 1, &Device::Cpu).unwrap();
+    let (n, s) = (2, 32);
+    let gray: Vec<u8> = (0..n * s * s)
+        .map(|i| {
+            let (img, y, x) = (i / (s * s), (i / s) % s, i % s);
+            (((x * 7 + y * y * 3 + img * 50) % 256) as u8).wrapping_add(if (x / 5 + y / 3) % 2 == 0 { 0 } else { 60 })
+        })
+        .collect();
+    let y = model.gray_tensor(&gray, n, s, s).unwrap();
+    let raw = model.hypercolumn(&y).unwrap();
+    model.fit_standardisation(std::slice::from_ref(&y)).unwrap();
+    let t = model.hypercolumn(&y).unwrap();
+    let per_channel = |t: &Tensor| -> (Vec<f32>, Vec<f32>) {
+        let c = t.transpose(0, 1).unwrap().contiguous().unwrap().reshape((451, ())).unwrap();
+        let mean = c.mean(1).unwrap();
+        let var = c.broadcast_sub(&mean.unsqueeze(1).unwrap()).unwrap().sqr().unwrap().mean(1).unwrap();
+        (mean.to_vec1().unwrap(), var.sqrt().unwrap().to_vec1().unwrap())
+    };
+    let (raw_mean, raw_std) = per_channel(&raw);
+    let (mean, std) = per_channel(&t);
+    // Channels far below their part's typical spread are deliberately not
+    // blown up to 1 (see MIN_RELATIVE_STD); the rest must be standardised.
+    let mut live = Vec::new();
+    let mut offset = 0;
+    for c in colorize_model::trunk::HYPERCOLUMN_PARTS {
+        let typical = raw_std[offset..offset + c].iter().sum::<f32>() / c as f32;
+        live.extend((offset..offset + c).filter(|&k| raw_std[k] > 0.05 * typical));
+        offset += c;
+    }
+    assert!(live.len() > 200, "only {} live channels", live.len());
+    assert!(std.iter().all(|&s| s < 1.05), "no channel is amplified beyond a spread of 1");
+    for &c in &live {
+        assert!(mean[c].abs() < 0.15, "channel {c}: mean {} (raw {})", mean[c], raw_mean[c]);
+        assert!((0.6..1.05).contains(&std[c]), "channel {c}: std {} (raw {})", std[c], raw_std[c]);
+    }
+}
+
+/// Windows gathered from the taps equal the dense hypercolumn's windows,
+/// zero outside the image, at corners, edges and inside, for r = 1, 3, 5.
+#[test]
+fn hypercolumn_patches_equal_windows_of_the_dense_hypercolumn() {
+    let device = Device::Cpu;
+    let mut rng = Rng::new(11);
+    let mut random = |dims: (usize, usize, usize, usize)| {
+        let n = dims.0 * dims.1 * dims.2 * dims.3;
+        let values: Vec<f32> = (0..n).map(|_| (rng.unit_f64() * 10.0) as f32).collect();
+        Tensor::from_vec(values, dims, &device).unwrap()
+    };
+    let (n, h, w) = (2, 12, 8);
+    let x = random((n, 3, h, w));
+    let taps = Taps {
+        conv1_2: random((n, 64, h, w)),
+        conv2_2: random((n, 128, h / 2, w / 2)),
+        conv3_3: random((n, 256, h / 4, w / 4)),
+    };
+    let standardisation = Standardisation {
+        shift: random((1, 1, 1, 451)).flatten_all().unwrap(),
+        scale: random((1, 1, 1, 451)).flatten_all().unwrap(),
+    };
+    let dense = hypercolumn(&x, &taps, &standardisation).unwrap(); // [n, 451, h, w]
+    let dense: Vec<f32> = dense.flatten_all().unwrap().to_vec1().unwrap();
+    let pixels = [
+        Pixel { image: 0, row: 0, col: 0 },
+        Pixel { image: 1, row: 11, col: 7 },
+        Pixel { image: 1, row: 5, col: 0 },
+        Pixel { image: 0, row: 6, col: 3 },
+        Pixel { image: 1, row: 1, col: 6 },
+    ];
+    for r in [1usize, 3, 5] {
+        let windows = hypercolumn_patches(&x, &taps, &standardisation, &pixels, r).unwrap();
+        assert_eq!(windows.features.dims(), [pixels.len(), 451, r, r]);
+        let patches: Vec<f32> = windows.features.flatten_all().unwrap().to_vec1().unwrap();
+        let inside: Vec<f32> = windows.inside.flatten_all().unwrap().to_vec1().unwrap();
+        let half = (r / 2) as isize;
+        for (i, p) in pixels.iter().enumerate() {
+            for c in 0..451 {
+                for dy in 0..r {
+                    for dx in 0..r {
+                        let (y, xx) = (p.row as isize + dy as isize - half, p.col as isize + dx as isize - half);
+                        let in_image = (0..h as isize).contains(&y) && (0..w as isize).contains(&xx);
+                        assert_eq!(inside[(i * r + dy) * r + dx], if in_image { 1.0 } else { 0.0 });
+                        let want = if in_image {
+                            dense[((p.image * 451 + c) * h + y as usize) * w + xx as usize]
+                        } else {
+                            0.0
+                        };
+                        let got = patches[((i * 451 + c) * r + dy) * r + dx];
+                        assert!(
+                            (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                            "r {r} pixel {p:?} channel {c} ({dy}, {dx}): {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

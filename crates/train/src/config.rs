@@ -58,6 +58,16 @@ pub struct TrainConfig {
     pub epochs: u64,
     #[serde(default)]
     pub max_steps: Option<u64>,
+    /// Pixels per image the loss is taken at, drawn at random each step
+    /// (Larsson et al. 2016). The head then runs on hypercolumn windows
+    /// around those pixels only (the receptive field: 5x5 for two 3x3
+    /// layers), not on the whole image. Absent: every pixel (the method).
+    #[serde(default)]
+    pub sampled_pixels: Option<usize>,
+    /// Mirror a random half of each batch left-right (the source is silent;
+    /// off is the method).
+    #[serde(default)]
+    pub flip: bool,
     /// Seed of the head's initialisation and of the batch order.
     #[serde(default = "d_seed")]
     pub seed: u64,
@@ -239,6 +249,12 @@ impl Experiment {
         for (key, value) in positive {
             if !(value > 0.0 && value.is_finite()) {
                 return bad(key, format!("{value} is out of range: must be positive"));
+            }
+        }
+        if let Some(p) = t.sampled_pixels {
+            let area = self.data.size.area();
+            if p == 0 || p > area {
+                return bad("train.sampled_pixels", format!("{p} is out of range: 1 to the image's {area} pixels"));
             }
         }
         if t.max_steps == Some(0) || t.schedule.every_steps == Some(0) {

@@ -3,11 +3,13 @@
 //!
 //! **Architecture invariant:** this is the only crate that writes run folders.
 
+pub mod augment;
 pub mod checkpoint;
 pub mod config;
 pub mod loss;
 pub mod optimizer;
 pub mod run;
+pub mod sampling;
 pub mod schedule;
 pub mod step;
 pub mod tensorboard;

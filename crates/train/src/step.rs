@@ -25,9 +25,28 @@ pub struct StepGradients {
     pub grads: HashMap<String, Tensor>,
 }
 
-/// Forward and backward of the head on a hypercolumn batch `t` [n, 451, h, w]
-/// against targets [n, 2, h, w] in [0, 1].
-pub fn head_gradients(head: &HypercolumnHead, t: &Tensor, targets: &Tensor, kind: Loss) -> Result<StepGradients> {
+/// What a step is trained on.
+#[derive(Clone, Copy, Debug)]
+pub enum Supervision<'a> {
+    /// Every pixel: the input is dense hypercolumns [n, 451, h, w], the
+    /// targets [n, 2, h, w].
+    Dense { targets: &'a Tensor },
+    /// Sampled pixels: the input is windows [N, 451, r, r] around them (see
+    /// `hypercolumn_patches`), the targets [N, 2, 1, 1] at their centres,
+    /// `inside` [N, 1, r, r] marks the window positions in the image.
+    /// Zeroing conv1's output outside the image makes the window's centre
+    /// equal the dense head's output there, so the gradients from the
+    /// centres alone are exactly the dense ones with the loss at those pixels.
+    Centres { targets: &'a Tensor, inside: &'a Tensor },
+}
+
+/// Forward and backward of the head on `t` against targets in [0, 1].
+pub fn head_gradients(
+    head: &HypercolumnHead,
+    t: &Tensor,
+    supervision: Supervision<'_>,
+    kind: Loss,
+) -> Result<StepGradients> {
     // The head's weights are trainable `Var`s; detached copies keep this
     // step's tensors (and the gradients returned) free of autograd graphs.
     let [conv1, conv2, out] = head.convs().map(|c| Conv2d::new(c.weight().detach(), c.bias().detach()));
@@ -35,16 +54,39 @@ pub fn head_gradients(head: &HypercolumnHead, t: &Tensor, targets: &Tensor, kind
     let c1 = conv1.weight().dim(0)?;
     let c2 = conv2.weight().dim(0)?;
     let (n, _, h, w) = t.dims4()?;
+    let inside = match supervision {
+        Supervision::Dense { .. } => None,
+        Supervision::Centres { inside, .. } => Some(inside),
+    };
+    let in_image = |x: Tensor| -> Result<Tensor> {
+        match inside {
+            None => Ok(x),
+            Some(mask) => x.broadcast_mul(mask),
+        }
+    };
 
     let a_pre = candle_core::Module::forward(conv1, t)?;
-    let a = a_pre.relu()?;
+    let a = in_image(a_pre.relu()?)?;
     let b_pre = candle_core::Module::forward(conv2, &a)?;
     let b = b_pre.relu()?;
     let q = Tensor::cat(&[&a, &b], 1)?;
     let z = candle_core::Module::forward(out, &q)?;
-    let loss_value = loss(kind, &z, targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-
-    let dz = loss_gradient(kind, &z, targets)?; // [n, 2, h, w]
+    let dz = match supervision {
+        Supervision::Dense { targets } => {
+            let loss_value = loss(kind, &z, targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            (loss_value, loss_gradient(kind, &z, targets)?)
+        }
+        Supervision::Centres { targets, .. } => {
+            if h.is_multiple_of(2) || w.is_multiple_of(2) {
+                candle_core::bail!("windows [{n}, _, {h}, {w}] have no centre pixel");
+            }
+            let centre = z.narrow(2, h / 2, 1)?.narrow(3, w / 2, 1)?;
+            let loss_value = loss(kind, &centre, targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            let d_centre = loss_gradient(kind, &centre, targets)?;
+            (loss_value, pad_spatial(&d_centre, [h / 2, h / 2, w / 2, w / 2])?)
+        }
+    };
+    let (loss_value, dz) = dz; // [n, 2, h, w]
     let mut grads = HashMap::new();
 
     // out: 1x1 convolution, a matrix product per pixel.
@@ -63,7 +105,7 @@ pub fn head_gradients(head: &HypercolumnHead, t: &Tensor, targets: &Tensor, kind
     let da = (dq.narrow(1, 0, c1)? + input_gradient(&db_pre, conv2)?)?;
 
     // conv1, through its ReLU: the weight gradient only (T is constant).
-    let da_pre = (da * relu_mask(&a_pre)?)?;
+    let da_pre = in_image((da * relu_mask(&a_pre)?)?)?;
     grads.insert("conv1.weight".to_string(), weight_gradient(t, &da_pre, conv1)?);
     grads.insert("conv1.bias".to_string(), sum_nhw(&da_pre)?);
     Ok(StepGradients { loss: loss_value, grads })

@@ -1,11 +1,13 @@
 //! The training loop, top to bottom: set up (fresh or resumed), then one
 //! loop of steps with logging, validation and checkpoints.
 
+use crate::augment::flip_some;
 use crate::checkpoint::{self, TrainState};
 use crate::optimizer::Sgd;
 use crate::run::{git_revision, new_run_path, MetricsLog};
+use crate::sampling::{sample_pixels, targets_at};
 use crate::schedule::learning_rate;
-use crate::step::head_gradients;
+use crate::step::{head_gradients, Supervision};
 use crate::tensorboard::TbLogger;
 use crate::validate::Validator;
 use crate::Experiment;
@@ -32,6 +34,12 @@ pub enum TrainError {
     Resume { path: PathBuf, reason: String },
     #[error("{}: {error}", .path.display())]
     Io { path: PathBuf, error: std::io::Error },
+    #[error(
+        "the loss diverged at step {step} (loss {loss}, lr {lr}); lower train.optimizer.lr. \
+         Nothing of this step was saved: the run can resume from its last checkpoint, {}",
+        .last_checkpoint.display()
+    )]
+    Diverged { step: u64, loss: f64, lr: f64, last_checkpoint: PathBuf },
     #[error(transparent)]
     Model(#[from] colorize_model::ModelError),
     #[error(transparent)]
@@ -64,10 +72,30 @@ pub struct TrainOptions {
 /// What the loop reports as it goes.
 #[derive(Debug)]
 pub enum Event<'a> {
-    Started { run_dir: &'a Path, start_step: u64, total_steps: u64, images: usize, validation: usize },
-    Step { step: u64, epoch: u64, loss: f64, lr: f64, images_per_s: f64 },
-    Validation { step: u64, scores: &'a BTreeMap<String, Summary>, gray: &'a BTreeMap<String, Summary> },
-    Checkpoint { step: u64, path: &'a Path },
+    Started {
+        run_dir: &'a Path,
+        start_step: u64,
+        total_steps: u64,
+        images: usize,
+        validation: usize,
+    },
+    Step {
+        step: u64,
+        epoch: u64,
+        loss: f64,
+        lr: f64,
+        images_per_s: f64,
+    },
+    Validation {
+        step: u64,
+        scores: &'a BTreeMap<String, Summary>,
+        gray: &'a BTreeMap<String, Summary>,
+        mean_chroma: &'a BTreeMap<String, Summary>,
+    },
+    Checkpoint {
+        step: u64,
+        path: &'a Path,
+    },
 }
 
 #[derive(Debug)]
@@ -124,6 +152,7 @@ pub fn train(
     // A fresh run folder, or the resumed one with its latest checkpoint.
     let (run_dir, mut state) = match &options.resume {
         None => {
+            prepare_fresh_head(&model, &cache, experiment.model.head.standardise)?;
             let run_dir = options.run_dir.clone().unwrap_or_else(|| new_run_path(&options.runs_root, &experiment.name));
             std::fs::create_dir_all(run_dir.join("checkpoints")).map_err(io(&run_dir))?;
             let config_path = run_dir.join("config.toml");
@@ -185,7 +214,7 @@ pub fn train(
     let mut metrics = MetricsLog::open(&metrics_path, Some(state.step)).map_err(io(&metrics_path))?;
     let mut tb = TbLogger::new(&run_dir);
     let validator = match &experiment.validation {
-        Some(v) => Some(Validator::new(v, side, experiment.data.crop)?),
+        Some(v) => Some(Validator::new(v, side, experiment.data.crop, cache.manifest().mean_uv)?),
         None => None,
     };
     observer(Event::Started {
@@ -201,13 +230,37 @@ pub fn train(
     let mut window = (Instant::now(), 0usize);
     let mut last_checkpoint = checkpoints.join(checkpoint::step_name(state.step));
     while state.step < total_steps {
-        let Some(batch) = loader.next() else { break };
+        let Some(mut batch) = loader.next() else { break };
         let n = batch.ids.len();
+        if cfg.flip {
+            flip_some(&mut batch.y, &mut batch.uv, n, s, cfg.seed, state.step);
+        }
         let lr = learning_rate(cfg.optimizer.lr, &cfg.schedule, state.step, per_epoch);
         let y = model.gray_tensor(&batch.y, n, s, s)?;
-        let targets = (Tensor::from_slice(&batch.uv, (n, 2, s, s), &options.device)?.to_dtype(DType::F32)? / 255.0)?;
-        let hypercolumn = model.hypercolumn(&y)?;
-        let step_grads = head_gradients(model.head(), &hypercolumn, &targets, cfg.loss)?;
+        let step_grads = match cfg.sampled_pixels {
+            None => {
+                let uv = Tensor::from_slice(&batch.uv, (n, 2, s, s), &options.device)?;
+                let targets = (uv.to_dtype(DType::F32)? / 255.0)?;
+                let hypercolumn = model.hypercolumn(&y)?;
+                head_gradients(model.head(), &hypercolumn, Supervision::Dense { targets: &targets }, cfg.loss)?
+            }
+            Some(per_image) => {
+                let pixels = sample_pixels(n, s, per_image, cfg.seed, state.step);
+                let targets = targets_at(&batch.uv, s, &pixels);
+                let targets = Tensor::from_vec(targets, (pixels.len(), 2, 1, 1), &options.device)?;
+                let windows = model.hypercolumn_windows(&y, &pixels, experiment.model.head.receptive_field())?;
+                let supervision = Supervision::Centres { targets: &targets, inside: &windows.inside };
+                head_gradients(model.head(), &windows.features, supervision, cfg.loss)?
+            }
+        };
+        if !step_grads.loss.is_finite() {
+            return Err(TrainError::Diverged {
+                step: state.step + 1,
+                loss: step_grads.loss,
+                lr,
+                last_checkpoint: last_checkpoint.clone(),
+            });
+        }
         let vars = model.varmap().data().lock().expect("head variables").clone();
         optimizer.step(&vars, &step_grads.grads, lr)?;
 
@@ -238,18 +291,32 @@ pub fn train(
         if let (Some(validator), true) = (&validator, validation_due) {
             let scores = validator.run(&model);
             let qssim = scores.get("qssim").map(|s| s.mean);
-            let line = json!({"step": state.step, "validation": scores, "gray_baseline": validator.gray_baseline});
+            let line = json!({
+                "step": state.step,
+                "validation": scores,
+                "gray_baseline": validator.gray_baseline,
+                "mean_chroma_baseline": validator.mean_chroma_baseline,
+            });
             metrics.write(&line).map_err(io(&metrics_path))?;
             for (name, s) in &scores {
                 tb.scalar(&format!("val/{name}"), s.mean, state.step);
             }
-            for (name, s) in &validator.gray_baseline {
-                tb.scalar(&format!("val/gray_baseline_{name}"), s.mean, state.step);
+            for (baseline, summaries) in
+                [("gray", &validator.gray_baseline), ("mean_chroma", &validator.mean_chroma_baseline)]
+            {
+                for (name, s) in summaries {
+                    tb.scalar(&format!("val/{baseline}_baseline_{name}"), s.mean, state.step);
+                }
             }
             for (i, (_, strip)) in validator.strips(&model)?.iter().enumerate() {
                 tb.image(&format!("val/gray_prediction_truth/{i}"), strip, state.step);
             }
-            observer(Event::Validation { step: state.step, scores: &scores, gray: &validator.gray_baseline });
+            observer(Event::Validation {
+                step: state.step,
+                scores: &scores,
+                gray: &validator.gray_baseline,
+                mean_chroma: &validator.mean_chroma_baseline,
+            });
             state.val_qssim = qssim;
             if let Some(q) = qssim {
                 if state.best_qssim.is_none_or(|best| q > best) {
@@ -284,4 +351,31 @@ pub fn train(
         interrupted,
         last_checkpoint: last_checkpoint.join(checkpoint::HEAD_FILE),
     })
+}
+
+/// Images, spread evenly over the cache, on which a fresh run measures the
+/// hypercolumn's standardisation.
+const STANDARDISATION_IMAGES: usize = 128;
+
+/// A fresh head's data-dependent start: the hypercolumn standardisation
+/// (when the config asks for it) and an output bias at the cache's mean
+/// chroma, so that step 0 predicts the mean-chroma baseline. Both are saved
+/// with the head, so a resumed run does not redo them.
+fn prepare_fresh_head(model: &Colorizer, cache: &UvCache, standardise: bool) -> Result<(), TrainError> {
+    model.set_output_bias(cache.manifest().mean_uv)?;
+    if !standardise {
+        return Ok(());
+    }
+    let s = cache.side().get() as usize;
+    let count = cache.len().min(STANDARDISATION_IMAGES);
+    let ids: Vec<usize> = (0..count).map(|k| k * cache.len() / count).collect();
+    let batches = ids
+        .chunks(16)
+        .map(|chunk| {
+            let y: Vec<u8> = chunk.iter().flat_map(|&i| cache.get(i).y.iter().copied()).collect();
+            model.gray_tensor(&y, chunk.len(), s, s)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    model.fit_standardisation(&batches)?;
+    Ok(())
 }

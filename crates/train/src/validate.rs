@@ -22,12 +22,21 @@ pub struct Validator {
     crop: CropPolicy,
     /// The gray baseline's scores on the same images (they never change).
     pub gray_baseline: BTreeMap<String, Summary>,
+    /// The scores of the training cache's mean chroma everywhere: the
+    /// constant a model must beat to have learnt anything about colour.
+    pub mean_chroma_baseline: BTreeMap<String, Summary>,
     /// The truths of the preview pictures, squared.
     previews: Vec<(String, RgbImage)>,
 }
 
 impl Validator {
-    pub fn new(config: &ValidationConfig, side: Side, crop: CropPolicy) -> Result<Validator, colorize_data::DataError> {
+    /// `mean_uv`: the training cache's mean (U, V), 0..255.
+    pub fn new(
+        config: &ValidationConfig,
+        side: Side,
+        crop: CropPolicy,
+        mean_uv: [f64; 2],
+    ) -> Result<Validator, colorize_data::DataError> {
         let mut items = dataset_items(&config.source, config.layout, &config.split)?;
         if let Some(limit) = config.limit {
             let mut chosen: Vec<usize> = draw_order(items.len(), 0x7a1d).into_iter().take(limit).collect();
@@ -40,9 +49,11 @@ impl Validator {
             side,
             crop,
             gray_baseline: BTreeMap::new(),
+            mean_chroma_baseline: BTreeMap::new(),
             previews: Vec::new(),
         };
         validator.gray_baseline = validator.score(Predictor::Gray);
+        validator.mean_chroma_baseline = validator.score(Predictor::MeanChroma(mean_uv));
         validator.previews = validator
             .items
             .iter()

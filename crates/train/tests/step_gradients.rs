@@ -2,10 +2,11 @@
 
 use candle_core::{DType, Device, Tensor};
 use colorize_core::Rng;
+use colorize_model::hypercolumn::Pixel;
 use colorize_model::weights::embedded_trunk;
 use colorize_model::{Colorizer, HeadConfig};
 use colorize_train::loss::loss;
-use colorize_train::step::head_gradients;
+use colorize_train::step::{head_gradients, Supervision};
 use colorize_train::Loss;
 
 #[test]
@@ -22,19 +23,68 @@ fn hand_written_gradients_equal_autograd() {
     let t = model.hypercolumn(&model.gray_tensor(&gray, n, s, s).unwrap()).unwrap();
 
     for kind in [Loss::Bce, Loss::L2] {
-        let hand = head_gradients(model.head(), &t, &targets, kind).unwrap();
+        let hand = head_gradients(model.head(), &t, Supervision::Dense { targets: &targets }, kind).unwrap();
         let logits = model.logits(&t).unwrap();
         let auto_loss = loss(kind, &logits, &targets).unwrap();
         let auto = auto_loss.backward().unwrap();
         let auto_value = auto_loss.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
         assert!((hand.loss - auto_value).abs() < 1e-6 * auto_value.abs().max(1.0));
         let vars = model.varmap().data().lock().unwrap();
-        // Every variable but the constant hypercolumn factors has a gradient.
-        assert_eq!(hand.grads.len(), vars.len() - 1, "a gradient for every trained variable");
-        for (name, var) in vars.iter().filter(|(name, _)| name.as_str() != "hypercolumn.scale") {
+        // Every variable but the constant standardisation has a gradient.
+        assert_eq!(hand.grads.len(), vars.len() - 2, "a gradient for every trained variable");
+        for (name, var) in vars.iter().filter(|(name, _)| !name.starts_with("hypercolumn.")) {
             let a: Vec<f32> = auto.get(var).unwrap().flatten_all().unwrap().to_vec1().unwrap();
             let h: Vec<f32> = hand.grads[name].flatten_all().unwrap().to_vec1().unwrap();
             assert_eq!(a.len(), h.len(), "{name}");
+            let scale = a.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
+            let worst = a.iter().zip(&h).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            assert!(worst <= 1e-4 * scale, "{kind:?} {name}: max difference {worst} (scale {scale})");
+        }
+    }
+}
+
+/// Sampled-pixel training: the hand-written gradients on hypercolumn windows
+/// with centre targets equal autograd through the dense head with the loss
+/// taken at the same pixels only.
+#[test]
+fn window_gradients_equal_dense_autograd_at_the_sampled_pixels() {
+    let device = Device::Cpu;
+    let head =
+        HeadConfig { conv1_channels: 8, conv1_kernel: 3, conv2_channels: 4, conv2_kernel: 3, ..HeadConfig::default() };
+    let model = Colorizer::new(&embedded_trunk(), head, 9, &device).unwrap();
+    let (n, s) = (2, 16);
+    let mut rng = Rng::new(5);
+    let gray: Vec<u8> = (0..n * s * s).map(|_| rng.below(256) as u8).collect();
+    let y = model.gray_tensor(&gray, n, s, s).unwrap();
+    model.fit_standardisation(std::slice::from_ref(&y)).unwrap();
+    let pixels: Vec<Pixel> = (0..12)
+        .map(|_| Pixel {
+            image: rng.below(n as u64) as usize,
+            row: rng.below(s as u64) as usize,
+            col: rng.below(s as u64) as usize,
+        })
+        .chain([Pixel { image: 0, row: 0, col: 0 }, Pixel { image: 1, row: 15, col: 15 }])
+        .collect();
+    let targets: Vec<f32> = (0..pixels.len() * 2).map(|_| rng.unit_f64() as f32).collect();
+    let targets = Tensor::from_vec(targets, (pixels.len(), 2, 1, 1), &device).unwrap();
+
+    let windows = model.hypercolumn_windows(&y, &pixels, head.receptive_field()).unwrap();
+    let dense = model.logits(&model.hypercolumn(&y).unwrap()).unwrap(); // [n, 2, s, s]
+    let flat = dense.permute((0, 2, 3, 1)).unwrap().reshape((n * s * s, 2)).unwrap();
+    let rows: Vec<u32> = pixels.iter().map(|p| ((p.image * s + p.row) * s + p.col) as u32).collect();
+    let at_pixels =
+        flat.index_select(&Tensor::new(rows, &device).unwrap(), 0).unwrap().reshape((pixels.len(), 2, 1, 1)).unwrap();
+    for kind in [Loss::Bce, Loss::L2] {
+        let supervision = Supervision::Centres { targets: &targets, inside: &windows.inside };
+        let hand = head_gradients(model.head(), &windows.features, supervision, kind).unwrap();
+        let auto_loss = loss(kind, &at_pixels, &targets).unwrap();
+        let auto = auto_loss.backward().unwrap();
+        let auto_value = auto_loss.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+        assert!((hand.loss - auto_value).abs() < 1e-5 * auto_value.abs().max(1.0), "{} vs {auto_value}", hand.loss);
+        let vars = model.varmap().data().lock().unwrap();
+        for (name, var) in vars.iter().filter(|(name, _)| !name.starts_with("hypercolumn.")) {
+            let a: Vec<f32> = auto.get(var).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let h: Vec<f32> = hand.grads[name].flatten_all().unwrap().to_vec1().unwrap();
             let scale = a.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
             let worst = a.iter().zip(&h).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
             assert!(worst <= 1e-4 * scale, "{kind:?} {name}: max difference {worst} (scale {scale})");

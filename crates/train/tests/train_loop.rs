@@ -49,7 +49,7 @@ log_every = 1
 checkpoint_every = 10
 keep_last = 2
 [train.optimizer]
-lr = 1.0
+lr = 0.1
 momentum = 0.9
 {extra}
 "#
@@ -89,8 +89,27 @@ fn losses(run_dir: &Path) -> Vec<(u64, f64)> {
 
 #[test]
 fn the_loss_falls_on_four_images() {
-    let dir = prepare("falls");
-    let e = experiment(&dir, "");
+    loss_falls("falls", None);
+}
+
+#[test]
+fn the_loss_falls_when_training_on_sampled_pixels() {
+    loss_falls("sampled", Some(48));
+}
+
+#[test]
+fn a_diverging_run_stops_with_a_clear_error() {
+    let dir = prepare("diverge");
+    let mut e = experiment(&dir, "");
+    e.train.optimizer.lr = 1e4;
+    let err = train(&e, &options(&dir, "a", Arc::new(AtomicBool::new(false))), &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("diverged") && err.contains("train.optimizer.lr"), "{err}");
+}
+
+fn loss_falls(name: &str, sampled_pixels: Option<usize>) {
+    let dir = prepare(name);
+    let mut e = experiment(&dir, "");
+    e.train.sampled_pixels = sampled_pixels;
     let outcome: TrainOutcome = train(&e, &options(&dir, "a", Arc::new(AtomicBool::new(false))), &mut |_| {}).unwrap();
     assert_eq!(outcome.steps, 40);
     let l = losses(&outcome.run_dir);
