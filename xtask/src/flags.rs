@@ -201,6 +201,9 @@ pub struct BenchArgs {
     /// Side of the squares (default 224).
     #[arg(long)]
     pub size: Option<u32>,
+    /// Measure this project only (`model`: PyTorch is a multi-gigabyte install).
+    #[arg(long)]
+    pub no_peer: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -209,6 +212,6 @@ pub enum BenchTarget {
     Preprocess,
     /// QSSIM: ours against NumPy, 100 pairs at 224 and 10 at 2000x1500.
     Qssim,
-    /// The network: forward and training step images/s and peak memory (no peer).
+    /// The network: forward and training step images/s, GFLOP/s and peak memory, ours and PyTorch's.
     Model,
 }

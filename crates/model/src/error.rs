@@ -7,10 +7,10 @@ pub enum ModelError {
     MissingWeights(PathBuf),
     #[error(
         "no VGG-16 trunk weights: set `model.trunk_weights` in the config or pass --vgg-weights PATH, \
-         or put timm/vgg16.tv_in1k (model.safetensors) in the Hugging Face cache ({})",
+         or put timm/vgg16.tv_in1k (model.safetensors) in the Hugging Face cache ({}) ({reason})",
         .hub_cache.display()
     )]
-    NoTrunkWeights { hub_cache: PathBuf },
+    NoTrunkWeights { hub_cache: PathBuf, reason: String },
     #[error("{}: tensor '{key}' is missing", .path.display())]
     MissingKey { path: PathBuf, key: String },
     #[error("{}: tensor '{key}' has shape {found:?}, expected {expected:?}", .path.display())]

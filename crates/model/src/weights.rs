@@ -1,8 +1,9 @@
 //! Where the trunk's weights come from, and checking a weights file.
 //!
 //! In order: a path given in the config or on the command line; `hub`, which
-//! means timm/vgg16.tv_in1k from the Hugging Face cache; by default the
-//! offline trunk embedded in this crate (`assets/`).
+//! means timm/vgg16.tv_in1k from the Hugging Face cache, downloaded into it
+//! (hf-hub) when it is not there yet; by default the offline trunk embedded
+//! in this crate (`assets/`).
 
 use crate::ModelError;
 use candle_core::safetensors::MmapedSafetensors;
@@ -45,7 +46,26 @@ pub fn resolve_trunk(spec: Option<&Path>) -> Result<PathBuf, ModelError> {
 
 fn from_hub() -> Result<PathBuf, ModelError> {
     let cache = hub_cache_dir();
-    find_in_hub_cache(&cache, HUB_REPO, HUB_FILE).ok_or(ModelError::NoTrunkWeights { hub_cache: cache })
+    if let Some(path) = find_in_hub_cache(&cache, HUB_REPO, HUB_FILE) {
+        return Ok(path);
+    }
+    let endpoint = std::env::var("HF_ENDPOINT").ok();
+    download_from_hub(&cache, endpoint.as_deref())
+        .map_err(|reason| ModelError::NoTrunkWeights { hub_cache: cache, reason })
+}
+
+/// Downloads timm/vgg16.tv_in1k's `model.safetensors` (all of VGG-16, 528
+/// MB; only the trunk's tensors are read) into the hub cache, in the layout
+/// the Python `huggingface_hub` uses, so either finds the other's files.
+/// `endpoint`: another hub than huggingface.co (a mirror, or a test's).
+pub fn download_from_hub(cache: &Path, endpoint: Option<&str>) -> Result<PathBuf, String> {
+    let mut builder =
+        hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(cache.to_path_buf())).with_progress(true);
+    if let Some(endpoint) = endpoint {
+        builder = builder.with_endpoint(endpoint.to_string());
+    }
+    let api = builder.build().map_err(|e| e.to_string())?;
+    api.model(HUB_REPO.to_string()).get(HUB_FILE).map_err(|e| format!("downloading {HUB_REPO} failed: {e}"))
 }
 
 /// The Hugging Face hub cache: `HF_HUB_CACHE`, else `HF_HOME/hub`, else
@@ -120,6 +140,18 @@ mod tests {
         std::fs::write(cache.join("models--timm--vgg16.tv_in1k/refs/main"), "abc123\n").unwrap();
         std::fs::write(snapshot.join(HUB_FILE), b"x").unwrap();
         assert_eq!(find_in_hub_cache(&cache, HUB_REPO, HUB_FILE), Some(snapshot.join(HUB_FILE)));
+        let _ = std::fs::remove_dir_all(&cache);
+    }
+
+    #[test]
+    fn a_failed_download_says_both_ways_to_get_weights() {
+        let cache = std::env::temp_dir().join(format!("colorize-hub-none-{}", std::process::id()));
+        // Port 9 (discard) on this machine: the connection is refused at once, network or not.
+        let reason = download_from_hub(&cache, Some("http://127.0.0.1:9")).unwrap_err();
+        assert!(reason.contains("downloading timm/vgg16.tv_in1k failed"), "{reason}");
+        let err = ModelError::NoTrunkWeights { hub_cache: cache.clone(), reason }.to_string();
+        assert!(err.contains("--vgg-weights") && err.contains("model.trunk_weights"), "{err}");
+        assert!(err.contains(&cache.display().to_string()), "{err}");
         let _ = std::fs::remove_dir_all(&cache);
     }
 

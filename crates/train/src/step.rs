@@ -53,13 +53,26 @@ pub fn head_gradients(
     let (conv1, conv2, out) = (&conv1, &conv2, &out);
     let c1 = conv1.weight().dim(0)?;
     let c2 = conv2.weight().dim(0)?;
-    let (n, _, h, w) = t.dims4()?;
-    let inside = match supervision {
-        Supervision::Dense { .. } => None,
-        Supervision::Centres { inside, .. } => Some(inside),
+    // Windows run side by side, as one image [1, 451, r, N·r]: one large
+    // matrix product per kernel tap instead of N tiny ones. Exact: the
+    // centre's output reads only its own window (r is the receptive field),
+    // and nothing outside a window reaches its centre's gradients either.
+    let (t, inside, centres) = match supervision {
+        Supervision::Dense { .. } => (t.clone(), None, None),
+        Supervision::Centres { inside, .. } => {
+            let (count, _, r, r2) = t.dims4()?;
+            if r != r2 || r.is_multiple_of(2) {
+                candle_core::bail!("windows [{count}, _, {r}, {r2}] are not square with a centre pixel");
+            }
+            let centres: Vec<u32> = (0..count).map(|i| ((r / 2) * count * r + i * r + r / 2) as u32).collect();
+            let centres = Tensor::from_vec(centres, count, t.device())?;
+            (side_by_side(t)?, Some(side_by_side(inside)?), Some(centres))
+        }
     };
+    let t = &t;
+    let (n, _, h, w) = t.dims4()?;
     let in_image = |x: Tensor| -> Result<Tensor> {
-        match inside {
+        match &inside {
             None => Ok(x),
             Some(mask) => x.broadcast_mul(mask),
         }
@@ -71,19 +84,22 @@ pub fn head_gradients(
     let b = b_pre.relu()?;
     let q = Tensor::cat(&[&a, &b], 1)?;
     let z = candle_core::Module::forward(out, &q)?;
-    let dz = match supervision {
-        Supervision::Dense { targets } => {
+    let targets = match supervision {
+        Supervision::Dense { targets } | Supervision::Centres { targets, .. } => targets,
+    };
+    let dz = match &centres {
+        Some(centres) => {
+            let count = centres.dim(0)?;
+            let flat = z.reshape((2, h * w))?;
+            let centre = flat.index_select(centres, 1)?.t()?.reshape((count, 2, 1, 1))?;
+            let loss_value = loss(kind, &centre, targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            let d_centre = loss_gradient(kind, &centre, targets)?.reshape((count, 2))?.t()?.contiguous()?;
+            let dz = flat.zeros_like()?.index_add(centres, &d_centre, 1)?.reshape((1, 2, h, w))?;
+            (loss_value, dz)
+        }
+        None => {
             let loss_value = loss(kind, &z, targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             (loss_value, loss_gradient(kind, &z, targets)?)
-        }
-        Supervision::Centres { targets, .. } => {
-            if h.is_multiple_of(2) || w.is_multiple_of(2) {
-                candle_core::bail!("windows [{n}, _, {h}, {w}] have no centre pixel");
-            }
-            let centre = z.narrow(2, h / 2, 1)?.narrow(3, w / 2, 1)?;
-            let loss_value = loss(kind, &centre, targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            let d_centre = loss_gradient(kind, &centre, targets)?;
-            (loss_value, pad_spatial(&d_centre, [h / 2, h / 2, w / 2, w / 2])?)
         }
     };
     let (loss_value, dz) = dz; // [n, 2, h, w]
@@ -109,6 +125,13 @@ pub fn head_gradients(
     grads.insert("conv1.weight".to_string(), weight_gradient(t, &da_pre, conv1)?);
     grads.insert("conv1.bias".to_string(), sum_nhw(&da_pre)?);
     Ok(StepGradients { loss: loss_value, grads })
+}
+
+/// [N, C, r, r] windows -> one [1, C, r, N·r] image, window i in columns
+/// i·r .. (i+1)·r.
+fn side_by_side(windows: &Tensor) -> Result<Tensor> {
+    let (count, c, r, _) = windows.dims4()?;
+    windows.permute((1, 2, 0, 3))?.reshape((1, c, r, count * r))
 }
 
 fn relu_mask(x: &Tensor) -> Result<Tensor> {

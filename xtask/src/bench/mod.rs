@@ -18,7 +18,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.target {
         BenchTarget::Preprocess => preprocess::run(&args),
         BenchTarget::Qssim => qssim::run(&args),
-        BenchTarget::Model => model::run(),
+        BenchTarget::Model => model::run(&args),
     }
 }
 

@@ -1,9 +1,15 @@
-//! The network's speed on this machine: forward and training step (the
-//! project's hand-written head backward) at the issue's sizes, with the
-//! method's default head, dense and on sampled pixels. Peak RSS is the
-//! process's high-water mark so far (rows run in order). No peer runs here (PyTorch is not installed by
-//! the bench: its wheel brings gigabytes of CUDA libraries).
+//! The network's speed on this machine, side by side with PyTorch running
+//! the identical network (trunk + hypercolumn + the method's default head,
+//! random weights, f32, the same threads): forward and training step
+//! (hypercolumn without gradient, the head's forward and backward) at the
+//! issue's sizes. Ours also trains on sampled pixels (`train.sampled_pixels`),
+//! which PyTorch has no counterpart for here.
+//!
+//! Peak memory is each process's high-water mark so far (rows run in the
+//! same order in both), so a row's figure covers the rows before it.
 
+use super::{python_with, run_python};
+use crate::flags::BenchArgs;
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use colorize_model::weights::embedded_trunk;
@@ -11,7 +17,72 @@ use colorize_model::{Colorizer, HeadConfig};
 use colorize_train::sampling::sample_pixels;
 use colorize_train::step::{head_gradients, Supervision};
 use colorize_train::Loss;
+use std::collections::HashMap;
 use std::time::Instant;
+
+/// (side, batch) of each row, in order.
+const ROWS: [(usize, usize); 4] = [(224, 1), (224, 4), (64, 16), (128, 8)];
+
+const PEER: &str = r#"
+import sys, time, resource
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.set_num_threads(int(sys.argv[1]))
+torch.manual_seed(1)
+trunk_layers = [(3, 64), (64, 64), "pool", (64, 128), (128, 128), "pool", (128, 256), (256, 256), (256, 256)]
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.trunk = nn.ModuleList([nn.Conv2d(i, o, 3, padding=1) for (i, o) in (l for l in trunk_layers if l != "pool")])
+        self.conv1 = nn.Conv2d(451, 128, 3, padding=1)
+        self.conv2 = nn.Conv2d(128, 16, 3, padding=1)
+        self.out = nn.Conv2d(144, 2, 1)
+        for p in self.trunk.parameters():
+            p.requires_grad_(False)
+
+    def hypercolumn(self, x):
+        h, w = x.shape[2:]
+        taps, k, y = [], 0, x
+        for l in trunk_layers:
+            if l == "pool":
+                y = F.max_pool2d(y, 2)
+            else:
+                y = F.relu(self.trunk[k](y)); k += 1
+                if k in (2, 4, 7):
+                    taps.append(y)
+        up = lambda t: F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)
+        return torch.cat([x, taps[0], up(taps[1]), up(taps[2])], 1)
+
+    def head(self, t):
+        a = F.relu(self.conv1(t))
+        b = F.relu(self.conv2(a))
+        return self.out(torch.cat([a, b], 1))
+
+def peak_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+net = Net()
+for side, batch in [(224, 1), (224, 4), (64, 16), (128, 8)]:
+    x = torch.full((batch, 3, side, side), 0.1)
+    target = torch.full((batch, 2, side, side), 0.5)
+    with torch.no_grad():
+        torch.sigmoid(net.head(net.hypercolumn(x)))  # warm-up
+        start = time.perf_counter()
+        torch.sigmoid(net.head(net.hypercolumn(x)))
+        forward = time.perf_counter() - start
+    print(f"forward {side} {batch} {forward} {peak_mib()}", flush=True)
+    start = time.perf_counter()
+    with torch.no_grad():
+        t = net.hypercolumn(x)
+    net.zero_grad(set_to_none=True)
+    loss = F.binary_cross_entropy_with_logits(net.head(t), target)
+    loss.backward()
+    step = time.perf_counter() - start
+    print(f"step {side} {batch} {step} {peak_mib()}", flush=True)
+"#;
 
 /// Peak resident memory of this process so far (VmHWM), in MiB.
 fn peak_mib() -> f64 {
@@ -23,43 +94,53 @@ fn peak_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-pub fn run() -> Result<()> {
+/// Floating-point operations per image of the trunk, the head's forward
+/// and the head's backward (weight gradients of all three layers, input
+/// gradient of conv2 and out only: the hypercolumn needs none).
+fn gflop_per_image(side: usize) -> (f64, f64, f64) {
+    let conv = |cin: usize, cout: usize, k: usize, s: usize| 2.0 * (cin * cout * k * k * s * s) as f64;
+    let s = side;
+    let trunk = conv(3, 64, 3, s)
+        + conv(64, 64, 3, s)
+        + conv(64, 128, 3, s / 2)
+        + conv(128, 128, 3, s / 2)
+        + conv(128, 256, 3, s / 4)
+        + 2.0 * conv(256, 256, 3, s / 4);
+    let (c1, c2, c3) = (conv(451, 128, 3, s), conv(128, 16, 3, s), conv(144, 2, 1, s));
+    let head = c1 + c2 + c3;
+    let backward = (c1 + c2 + c3) + (c2 + c3);
+    (trunk / 1e9, head / 1e9, backward / 1e9)
+}
+
+struct Row {
+    name: String,
+    images_per_s: f64,
+    peak_mib: f64,
+    gflop_per_image: f64,
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
     let device = Device::Cpu;
+    let threads = rayon::current_num_threads();
     let model = Colorizer::new(&embedded_trunk(), HeadConfig::default(), 1, &device)?;
-    println!(
-        "bench model: method's network (trunk + 451->128->16->2 head), f32, {} threads",
-        rayon::current_num_threads()
-    );
-    println!("{:<28} {:>10} {:>12} {:>14}", "row", "seconds", "images/s", "peak RSS MiB");
-    for (side, batch) in [(224usize, 1usize), (224, 4), (64, 16), (128, 8)] {
+    let mut rows = Vec::new();
+    for (side, batch) in ROWS {
+        let (trunk, head, backward) = gflop_per_image(side);
         let gray = vec![128u8; batch * side * side];
         let y = model.gray_tensor(&gray, batch, side, side)?;
-        let targets = Tensor::full(0.5f32, (batch, 2, side, side), &device)?;
+        let targets = Tensor::full(0.5f32, (batch, 2, side, side), &device)?.to_dtype(DType::F32)?;
         model.predict(&y)?; // warm-up
         let start = Instant::now();
         model.predict(&y)?;
-        let forward = start.elapsed().as_secs_f64();
-        println!(
-            "{:<28} {:>10.3} {:>12.2} {:>14.0}",
-            format!("forward {side} batch {batch}"),
-            forward,
-            batch as f64 / forward,
-            peak_mib()
-        );
+        rows.push(row(format!("forward {side} {batch}"), start, batch, trunk + head));
+
         let start = Instant::now();
         let t = model.hypercolumn(&y)?;
-        let targets = targets.to_dtype(DType::F32)?;
         let step = head_gradients(model.head(), &t, Supervision::Dense { targets: &targets }, Loss::Bce)?;
-        let seconds = start.elapsed().as_secs_f64();
-        assert!(step.loss.is_finite());
-        println!(
-            "{:<28} {:>10.3} {:>12.2} {:>14.0}",
-            format!("train step {side} batch {batch}"),
-            seconds,
-            batch as f64 / seconds,
-            peak_mib()
-        );
-        // Sampled-pixel training (train.sampled_pixels): one pixel in 64.
+        anyhow::ensure!(step.loss.is_finite(), "the training step's loss is not finite");
+        rows.push(row(format!("step {side} {batch}"), start, batch, trunk + head + backward));
+
+        // Sampled-pixel training: one pixel in 64.
         let per_image = side * side / 64;
         let start = Instant::now();
         let pixels = sample_pixels(batch, side, per_image, 1, 0);
@@ -67,15 +148,66 @@ pub fn run() -> Result<()> {
         let windows = model.hypercolumn_windows(&y, &pixels, model.head().config().receptive_field())?;
         let supervision = Supervision::Centres { targets: &targets, inside: &windows.inside };
         let step = head_gradients(model.head(), &windows.features, supervision, Loss::Bce)?;
-        let seconds = start.elapsed().as_secs_f64();
-        assert!(step.loss.is_finite());
+        anyhow::ensure!(step.loss.is_finite(), "the sampled step's loss is not finite");
+        rows.push(row(format!("sampled {side} {batch}"), start, batch, f64::NAN));
+    }
+
+    let peer = if args.no_peer { HashMap::new() } else { pytorch_rows(threads) };
+    println!("bench model: trunk + hypercolumn + 451->128->16->2 head, random input, f32, {threads} threads");
+    println!(
+        "{:<34} {:>10} {:>10} {:>8} {:>9} | {:>10} {:>8} {:>9} | {:>6}",
+        "row", "ours img/s", "GFLOP/s", "peak MiB", "GFLOP/img", "torch img/s", "GFLOP/s", "peak MiB", "ratio"
+    );
+    for r in &rows {
+        let label = match r.name.split(' ').collect::<Vec<_>>().as_slice() {
+            ["forward", s, b] => format!("forward {s} batch {b}"),
+            ["step", s, b] => format!("training step {s} batch {b}"),
+            [_, s, b] => format!("  sampled 1/64 of pixels, {s} batch {b}"),
+            _ => r.name.clone(),
+        };
+        let (peer_ips, peer_peak) = peer.get(&r.name).map_or((f64::NAN, f64::NAN), |(seconds, peak)| {
+            let batch: f64 = r.name.rsplit(' ').next().and_then(|b| b.parse().ok()).unwrap_or(f64::NAN);
+            (batch / seconds, *peak)
+        });
         println!(
-            "{:<28} {:>10.3} {:>12.2} {:>14.0}",
-            format!("  sampled, {per_image} px/image"),
-            seconds,
-            batch as f64 / seconds,
-            peak_mib()
+            "{:<34} {:>10.2} {:>10.1} {:>8.0} {:>9.1} | {:>10.2} {:>8.1} {:>9.0} | {:>5.2}x",
+            label,
+            r.images_per_s,
+            r.images_per_s * r.gflop_per_image,
+            r.peak_mib,
+            r.gflop_per_image,
+            peer_ips,
+            peer_ips * r.gflop_per_image,
+            peer_peak,
+            r.images_per_s / peer_ips,
         );
     }
+    println!("ratio: our images/s over PyTorch's (above 1: this project is faster); - where there is no peer row");
     Ok(())
+}
+
+fn row(name: String, start: Instant, batch: usize, gflop_per_image: f64) -> Row {
+    let seconds = start.elapsed().as_secs_f64();
+    Row { name, images_per_s: batch as f64 / seconds, peak_mib: peak_mib(), gflop_per_image }
+}
+
+/// PyTorch's (seconds, peak MiB) per row name; empty, with a message, when
+/// it cannot be installed or run (PyPI's Linux wheel brings gigabytes of
+/// CUDA libraries).
+fn pytorch_rows(threads: usize) -> HashMap<String, (f64, f64)> {
+    let result = python_with(&["torch", "numpy"]).and_then(|python| run_python(&python, PEER, &[threads.to_string()]));
+    match result {
+        Ok(out) => out
+            .lines()
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let [kind, side, batch, seconds, peak] = f.as_slice() else { return None };
+                Some((format!("{kind} {side} {batch}"), (seconds.parse().ok()?, peak.parse().ok()?)))
+            })
+            .collect(),
+        Err(e) => {
+            println!("PyTorch peer not run: {e:#}");
+            HashMap::new()
+        }
+    }
 }
