@@ -24,7 +24,7 @@ use std::time::Instant;
 const ROWS: [(usize, usize); 4] = [(224, 1), (224, 4), (64, 16), (128, 8)];
 
 const PEER: &str = r#"
-import sys, time, resource
+import sys, time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -62,7 +62,12 @@ class Net(nn.Module):
         return self.out(torch.cat([a, b], 1))
 
 def peak_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    # VmHWM, not ru_maxrss: ru_maxrss survives exec, so it would start at the
+    # Rust bench's own peak.
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
 
 net = Net()
 for side, batch in [(224, 1), (224, 4), (64, 16), (128, 8)]:
@@ -155,7 +160,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let peer = if args.no_peer { HashMap::new() } else { pytorch_rows(threads) };
     println!("bench model: trunk + hypercolumn + 451->128->16->2 head, random input, f32, {threads} threads");
     println!(
-        "{:<34} {:>10} {:>10} {:>8} {:>9} | {:>10} {:>8} {:>9} | {:>6}",
+        "{:<38} {:>10} {:>8} {:>8} {:>9} | {:>11} {:>8} {:>8} | {:>6}",
         "row", "ours img/s", "GFLOP/s", "peak MiB", "GFLOP/img", "torch img/s", "GFLOP/s", "peak MiB", "ratio"
     );
     for r in &rows {
@@ -170,20 +175,29 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             (batch / seconds, *peak)
         });
         println!(
-            "{:<34} {:>10.2} {:>10.1} {:>8.0} {:>9.1} | {:>10.2} {:>8.1} {:>9.0} | {:>5.2}x",
+            "{:<38} {:>10} {:>8} {:>8} {:>9} | {:>11} {:>8} {:>8} | {:>6}",
             label,
-            r.images_per_s,
-            r.images_per_s * r.gflop_per_image,
-            r.peak_mib,
-            r.gflop_per_image,
-            peer_ips,
-            peer_ips * r.gflop_per_image,
-            peer_peak,
-            r.images_per_s / peer_ips,
+            number(r.images_per_s, 2),
+            number(r.images_per_s * r.gflop_per_image, 1),
+            number(r.peak_mib, 0),
+            number(r.gflop_per_image, 1),
+            number(peer_ips, 2),
+            number(peer_ips * r.gflop_per_image, 1),
+            number(peer_peak, 0),
+            number(r.images_per_s / peer_ips, 2) + if peer_ips.is_nan() { "" } else { "x" },
         );
     }
-    println!("ratio: our images/s over PyTorch's (above 1: this project is faster); - where there is no peer row");
+    println!("ratio: our images/s over PyTorch's (above 1: this project is faster); -: no counterpart");
     Ok(())
+}
+
+/// `x` with `decimals`, or "-" where there is no value.
+fn number(x: f64, decimals: usize) -> String {
+    if x.is_finite() {
+        format!("{x:.decimals$}")
+    } else {
+        "-".into()
+    }
 }
 
 fn row(name: String, start: Instant, batch: usize, gflop_per_image: f64) -> Row {
