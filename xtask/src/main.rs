@@ -68,12 +68,23 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
     FLAG.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));
         let handler_flag = flag.clone();
+        let mut first: Option<std::time::Instant> = None;
         let installed = ctrlc::set_handler(move || {
-            if handler_flag.swap(true, Ordering::SeqCst) {
-                eprintln!("\ninterrupted twice: exiting now");
-                std::process::exit(130);
+            // One stop request often arrives twice at once (`timeout` signals
+            // the process and its group): only a second Ctrl-C a moment
+            // later means "exit now, without the checkpoint".
+            match first {
+                Some(at) if at.elapsed() > std::time::Duration::from_millis(500) => {
+                    eprintln!("\ninterrupted twice: exiting now");
+                    std::process::exit(130);
+                }
+                Some(_) => {}
+                None => {
+                    first = Some(std::time::Instant::now());
+                    handler_flag.store(true, Ordering::SeqCst);
+                    eprintln!("\ninterrupted: finishing the current step (Ctrl-C again to exit at once)");
+                }
             }
-            eprintln!("\ninterrupted: finishing the current step (Ctrl-C again to exit at once)");
         });
         if let Err(e) = installed {
             eprintln!("warning: Ctrl-C will not stop cleanly: {e}");

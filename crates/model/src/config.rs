@@ -26,6 +26,19 @@ pub struct HeadConfig {
     /// ill-conditioned that it barely moves from the mean colour.
     #[serde(default = "default_standardise")]
     pub standardise: bool,
+    /// A channel whose spread is below this fraction of its part's mean
+    /// spread (the part: input, conv1_2, conv2_2 or conv3_3) is scaled as
+    /// if it had that spread, so that weak, nearly dead channels are not
+    /// blown up into noise. 1: weak channels keep their size relative to
+    /// the part. Measured (10 minutes of sampled-pixel training on the
+    /// embedded set, BSDS500 val): 1.0 gave QSSIM 0.9650 and PSNR 24.44 dB,
+    /// 0.01 gave 0.9597 and 24.39.
+    #[serde(default = "default_min_relative_std")]
+    pub min_relative_std: f64,
+}
+
+fn default_min_relative_std() -> f64 {
+    1.0
 }
 
 fn default_standardise() -> bool {
@@ -50,6 +63,7 @@ impl Default for HeadConfig {
             conv2_channels: 16,
             conv2_kernel: 3,
             standardise: default_standardise(),
+            min_relative_std: default_min_relative_std(),
         }
     }
 }
@@ -72,6 +86,9 @@ impl HeadConfig {
                     "model.head.{name} = {k}: kernels are odd, 1 to 9 (the output keeps the input's size)"
                 ));
             }
+        }
+        if !(self.min_relative_std > 0.0 && self.min_relative_std.is_finite()) {
+            return Err(format!("model.head.min_relative_std = {}: must be positive", self.min_relative_std));
         }
         for (name, c) in [("conv1_channels", self.conv1_channels), ("conv2_channels", self.conv2_channels)] {
             if c == 0 || c > 4096 {

@@ -35,11 +35,6 @@ fn conv(vb: VarBuilder, cin: usize, cout: usize, k: usize) -> Result<Conv2d> {
 const SHIFT_KEY: &str = "hypercolumn.shift";
 const SCALE_KEY: &str = "hypercolumn.scale";
 
-/// Channels whose spread is below this fraction of their part's mean spread
-/// are scaled as if they had it: a channel that is (nearly) constant on the
-/// measured images must not amplify a rare value elsewhere a million times.
-const MIN_RELATIVE_STD: f64 = 0.01;
-
 impl HypercolumnHead {
     pub fn new(config: HeadConfig, vb: VarBuilder) -> Result<HypercolumnHead> {
         let HeadConfig { conv1_channels: c1, conv1_kernel: k1, conv2_channels: c2, conv2_kernel: k2, .. } = config;
@@ -80,7 +75,8 @@ impl HypercolumnHead {
     }
 
     /// Sets the standardisation from measured per-channel moments (see
-    /// `hypercolumn::channel_moments`).
+    /// `hypercolumn::channel_moments`), with the config's floor on each
+    /// channel's spread (`HeadConfig::min_relative_std`).
     pub fn set_standardisation(&self, varmap: &VarMap, mean: &[f64], std: &[f64]) -> Result<()> {
         if mean.len() != HYPERCOLUMN_CHANNELS || std.len() != HYPERCOLUMN_CHANNELS {
             candle_core::bail!("standardisation needs {HYPERCOLUMN_CHANNELS} channels, got {}", mean.len());
@@ -89,7 +85,7 @@ impl HypercolumnHead {
         let mut offset = 0;
         for c in crate::trunk::HYPERCOLUMN_PARTS {
             let part = &std[offset..offset + c];
-            let floor = MIN_RELATIVE_STD * part.iter().sum::<f64>() / c as f64;
+            let floor = self.config.min_relative_std * part.iter().sum::<f64>() / c as f64;
             scale.extend(part.iter().map(|s| (1.0 / s.max(floor).max(f64::MIN_POSITIVE)) as f32));
             offset += c;
         }
@@ -134,6 +130,7 @@ impl HypercolumnHead {
                 conv2_channels: *c2,
                 conv2_kernel: *k2,
                 standardise,
+                min_relative_std: HeadConfig::default().min_relative_std,
             }),
             _ => Err(ModelError::BadFile {
                 path: path.to_path_buf(),

@@ -68,7 +68,7 @@ fn a_head_saves_and_loads_with_stable_names_and_its_shape() {
     let dir = tempdir("head");
     let trunk = colorize_model::weights::embedded_trunk();
     let config =
-        HeadConfig { conv1_channels: 8, conv1_kernel: 3, conv2_channels: 4, conv2_kernel: 1, standardise: true };
+        HeadConfig { conv1_channels: 8, conv1_kernel: 3, conv2_channels: 4, conv2_kernel: 1, ..HeadConfig::default() };
     let model = Colorizer::new(&trunk, config, 1, &Device::Cpu).unwrap();
     let ramp: Vec<u8> = (0..2 * 16 * 16).map(|i| (i * 7 % 256) as u8).collect();
     model.fit_standardisation(&[model.gray_tensor(&ramp, 2, 16, 16).unwrap()]).unwrap();
