@@ -24,18 +24,27 @@ pub struct Standardisation {
 /// sum to 1), and the taps are 4 to 16 times smaller than the result.
 pub fn hypercolumn(x: &Tensor, taps: &Taps, standardisation: &Standardisation) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
-    let mut parts = Vec::with_capacity(4);
-    let mut offset = 0;
-    for part in [x, &taps.conv1_2, &taps.conv2_2, &taps.conv3_3] {
-        let c = part.dim(1)?;
-        let shift = standardisation.shift.narrow(0, offset, c)?.reshape((1, c, 1, 1))?;
-        let scale = standardisation.scale.narrow(0, offset, c)?.reshape((1, c, 1, 1))?;
-        let part = part.broadcast_sub(&shift)?.broadcast_mul(&scale)?;
-        let (_, _, ph, pw) = part.dims4()?;
-        parts.push(if (ph, pw) == (h, w) { part } else { part.upsample_bilinear2d(h, w, false)? });
-        offset += c;
-    }
+    let parts = standardised_parts(x, taps, standardisation)?
+        .into_iter()
+        .map(|part| if part.dims()[2..] == [h, w] { Ok(part) } else { part.upsample_bilinear2d(h, w, false) })
+        .collect::<Result<Vec<_>>>()?;
     Tensor::cat(&parts, 1)?.detach().contiguous()
+}
+
+/// The four parts (input, conv1_2, conv2_2, conv3_3) at their own
+/// resolution, each channel standardised.
+fn standardised_parts(x: &Tensor, taps: &Taps, standardisation: &Standardisation) -> Result<Vec<Tensor>> {
+    let mut offset = 0;
+    [x, &taps.conv1_2, &taps.conv2_2, &taps.conv3_3]
+        .into_iter()
+        .map(|part| {
+            let c = part.dim(1)?;
+            let shift = standardisation.shift.narrow(0, offset, c)?.reshape((1, c, 1, 1))?;
+            let scale = standardisation.scale.narrow(0, offset, c)?.reshape((1, c, 1, 1))?;
+            offset += c;
+            part.broadcast_sub(&shift)?.broadcast_mul(&scale)
+        })
+        .collect()
 }
 
 /// Mean and standard deviation of each of the 451 channels over a batch,
@@ -114,15 +123,14 @@ pub fn hypercolumn_patches(
         .collect();
     let device = x.device();
     let mut parts = Vec::with_capacity(4);
-    let mut offset = 0;
-    for part in [x, &taps.conv1_2, &taps.conv2_2, &taps.conv3_3] {
+    for part in standardised_parts(x, taps, standardisation)? {
         let (_, c, ph, pw) = part.dims4()?;
-        let shift = standardisation.shift.narrow(0, offset, c)?.reshape((1, c, 1, 1))?;
-        let scale = standardisation.scale.narrow(0, offset, c)?.reshape((1, c, 1, 1))?;
-        let rows =
-            part.broadcast_sub(&shift)?.broadcast_mul(&scale)?.permute((0, 2, 3, 1))?.reshape((n * ph * pw, c))?;
+        let rows = part.permute((0, 2, 3, 1))?.reshape((n * ph * pw, c))?;
         let mut gathered: Option<Tensor> = None;
-        for (index, weight) in bilinear_corners(&positions, (h, w), (ph, pw)) {
+        // Corners that weigh nothing anywhere (three of four for the parts
+        // at full size) are not gathered.
+        let corners = bilinear_corners(&positions, (h, w), (ph, pw));
+        for (index, weight) in corners.into_iter().filter(|(_, weight)| weight.iter().any(|&w| w != 0.0)) {
             let index = Tensor::from_vec(index, positions.len(), device)?;
             let weight = Tensor::from_vec(weight, (positions.len(), 1), device)?;
             let term = rows.index_select(&index, 0)?.broadcast_mul(&weight)?;
@@ -131,8 +139,11 @@ pub fn hypercolumn_patches(
                 Some(sum) => (sum + term)?,
             });
         }
-        parts.push(gathered.expect("four corners"));
-        offset += c;
+        // With every position outside the image no corner weighs anything.
+        parts.push(match gathered {
+            Some(sum) => sum,
+            None => Tensor::zeros((positions.len(), c), rows.dtype(), device)?,
+        });
     }
     let rows = Tensor::cat(&parts, 1)?; // [pixels * r * r, 451]
     let features = rows.reshape((pixels.len(), r, r, HYPERCOLUMN_CHANNELS))?.permute((0, 3, 1, 2))?.contiguous()?;

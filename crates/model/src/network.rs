@@ -2,7 +2,7 @@
 
 use crate::head::HypercolumnHead;
 use crate::hypercolumn::{channel_moments, hypercolumn, hypercolumn_patches, HypercolumnWindows, Pixel};
-use crate::trunk::{normalise_gray, Vgg16Trunk};
+use crate::trunk::{normalise_gray, Taps, Vgg16Trunk};
 use crate::{HeadConfig, ModelError};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -74,9 +74,15 @@ impl Colorizer {
 
     /// The frozen features: y [n, 1, h, w] (0..255) -> [n, 451, h, w].
     pub fn hypercolumn(&self, y: &Tensor) -> Result<Tensor, ModelError> {
+        let (x, taps) = self.input_and_taps(y)?;
+        Ok(hypercolumn(&x, &taps, self.head.standardisation())?)
+    }
+
+    /// The trunk's input (the gray, normalised) and its taps.
+    fn input_and_taps(&self, y: &Tensor) -> Result<(Tensor, Taps), ModelError> {
         let x = normalise_gray(y)?;
         let taps = self.trunk.forward(&x)?;
-        Ok(hypercolumn(&x, &taps, self.head.standardisation())?)
+        Ok((x, taps))
     }
 
     /// The frozen features in an r x r window around each pixel only (see
@@ -87,8 +93,7 @@ impl Colorizer {
         pixels: &[Pixel],
         r: usize,
     ) -> Result<HypercolumnWindows, ModelError> {
-        let x = normalise_gray(y)?;
-        let taps = self.trunk.forward(&x)?;
+        let (x, taps) = self.input_and_taps(y)?;
         Ok(hypercolumn_patches(&x, &taps, self.head.standardisation(), pixels, r)?)
     }
 
@@ -110,8 +115,7 @@ impl Colorizer {
         let mut pooled = vec![(0.0f64, 0.0f64); crate::trunk::HYPERCOLUMN_CHANNELS];
         let mut weight = 0.0;
         for y in ys {
-            let x = normalise_gray(y)?;
-            let taps = self.trunk.forward(&x)?;
+            let (x, taps) = self.input_and_taps(y)?;
             let (mean, std) = channel_moments(&x, &taps)?;
             let n = y.dim(0)? as f64;
             for ((sum, sum_sq), (m, s)) in pooled.iter_mut().zip(mean.iter().zip(&std)) {

@@ -16,7 +16,8 @@ use crate::config::Loss;
 use crate::loss::{loss, loss_gradient};
 use candle_core::{DType, Result, Tensor, D};
 use colorize_model::conv::{pad_spatial, Conv2d};
-use colorize_model::HypercolumnHead;
+use colorize_model::hypercolumn::Pixel;
+use colorize_model::{Colorizer, HypercolumnHead, ModelError};
 use std::collections::HashMap;
 
 /// The loss and the gradient of every head variable, by name.
@@ -87,7 +88,7 @@ pub fn head_gradients(
     let targets = match supervision {
         Supervision::Dense { targets } | Supervision::Centres { targets, .. } => targets,
     };
-    let dz = match &centres {
+    let (loss_value, dz) = match &centres {
         Some(centres) => {
             let count = centres.dim(0)?;
             let flat = z.reshape((2, h * w))?;
@@ -102,7 +103,6 @@ pub fn head_gradients(
             (loss_value, loss_gradient(kind, &z, targets)?)
         }
     };
-    let (loss_value, dz) = dz; // [n, 2, h, w]
     let mut grads = HashMap::new();
 
     // out: 1x1 convolution, a matrix product per pixel.
@@ -125,6 +125,22 @@ pub fn head_gradients(
     grads.insert("conv1.weight".to_string(), weight_gradient(t, &da_pre, conv1)?);
     grads.insert("conv1.bias".to_string(), sum_nhw(&da_pre)?);
     Ok(StepGradients { loss: loss_value, grads })
+}
+
+/// A sampled-pixel step: the hypercolumn windows around `pixels` (the head's
+/// receptive field), the loss at their centres against `targets` ((U, V) /
+/// 255 per pixel, row-major).
+pub fn sampled_gradients(
+    model: &Colorizer,
+    y: &Tensor,
+    pixels: &[Pixel],
+    targets: Vec<f32>,
+    kind: Loss,
+) -> std::result::Result<StepGradients, ModelError> {
+    let targets = Tensor::from_vec(targets, (pixels.len(), 2, 1, 1), y.device())?;
+    let windows = model.hypercolumn_windows(y, pixels, model.head().config().receptive_field())?;
+    let supervision = Supervision::Centres { targets: &targets, inside: &windows.inside };
+    Ok(head_gradients(model.head(), &windows.features, supervision, kind)?)
 }
 
 /// [N, C, r, r] windows -> one [1, C, r, N·r] image, window i in columns

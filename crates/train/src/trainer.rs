@@ -7,7 +7,7 @@ use crate::optimizer::Sgd;
 use crate::run::{git_revision, new_run_path, MetricsLog};
 use crate::sampling::{sample_pixels, targets_at};
 use crate::schedule::learning_rate;
-use crate::step::{head_gradients, Supervision};
+use crate::step::{head_gradients, sampled_gradients, Supervision};
 use crate::tensorboard::TbLogger;
 use crate::validate::Validator;
 use crate::Experiment;
@@ -246,11 +246,7 @@ pub fn train(
             }
             Some(per_image) => {
                 let pixels = sample_pixels(n, s, per_image, cfg.seed, state.step);
-                let targets = targets_at(&batch.uv, s, &pixels);
-                let targets = Tensor::from_vec(targets, (pixels.len(), 2, 1, 1), &options.device)?;
-                let windows = model.hypercolumn_windows(&y, &pixels, experiment.model.head.receptive_field())?;
-                let supervision = Supervision::Centres { targets: &targets, inside: &windows.inside };
-                head_gradients(model.head(), &windows.features, supervision, cfg.loss)?
+                sampled_gradients(&model, &y, &pixels, targets_at(&batch.uv, s, &pixels), cfg.loss)?
             }
         };
         if !step_grads.loss.is_finite() {

@@ -15,7 +15,7 @@ use candle_core::{DType, Device, Tensor};
 use colorize_model::weights::embedded_trunk;
 use colorize_model::{Colorizer, HeadConfig};
 use colorize_train::sampling::sample_pixels;
-use colorize_train::step::{head_gradients, Supervision};
+use colorize_train::step::{head_gradients, sampled_gradients, Supervision};
 use colorize_train::Loss;
 use std::collections::HashMap;
 use std::time::Instant;
@@ -149,10 +149,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let per_image = side * side / 64;
         let start = Instant::now();
         let pixels = sample_pixels(batch, side, per_image, 1, 0);
-        let targets = Tensor::full(0.5f32, (pixels.len(), 2, 1, 1), &device)?;
-        let windows = model.hypercolumn_windows(&y, &pixels, model.head().config().receptive_field())?;
-        let supervision = Supervision::Centres { targets: &targets, inside: &windows.inside };
-        let step = head_gradients(model.head(), &windows.features, supervision, Loss::Bce)?;
+        let step = sampled_gradients(&model, &y, &pixels, vec![0.5; 2 * pixels.len()], Loss::Bce)?;
         anyhow::ensure!(step.loss.is_finite(), "the sampled step's loss is not finite");
         rows.push(row(format!("sampled {side} {batch}"), start, batch, f64::NAN));
     }
