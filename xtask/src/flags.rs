@@ -71,6 +71,10 @@ pub struct ModelArgs {
     /// cpu or cuda:N (CUDA needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Blur of the predicted U and V (Gaussian sigma, in pixels of the
+    /// model's input), instead of the head's own `chroma_smoothing`; 0: none.
+    #[arg(long, value_name = "SIGMA")]
+    pub chroma_smoothing: Option<f64>,
 }
 
 #[derive(Args, Debug)]

@@ -23,7 +23,12 @@ pub fn load_colorizer(args: &ModelArgs, checkpoint: Option<&Path>) -> Result<Col
         None => embedded_head().ok_or(ModelError::NoEmbeddedHead)?,
     };
     let trunk = trunk_path(args, None)?;
-    Colorizer::load(&trunk, &head, &device).with_context(|| format!("loading the colorizer {}", head.display()))
+    let mut colorizer =
+        Colorizer::load(&trunk, &head, &device).with_context(|| format!("loading the colorizer {}", head.display()))?;
+    if let Some(sigma) = args.chroma_smoothing {
+        colorizer.set_chroma_smoothing(sigma).context("--chroma-smoothing")?;
+    }
+    Ok(colorizer)
 }
 
 /// The side the model should see when none is given: the size its head was

@@ -35,7 +35,16 @@ pub struct HeadConfig {
     /// 0.01 gave 0.9597 and 24.39.
     #[serde(default = "default_min_relative_std")]
     pub min_relative_std: f64,
+    /// Standard deviation, in pixels of the model's input, of the Gaussian
+    /// blur applied to the predicted U and V (see `smoothing`); 0: none.
+    /// The source is silent. Only predictions are blurred: training's loss
+    /// sees the head's own output. Saved with the head.
+    #[serde(default)]
+    pub chroma_smoothing: f64,
 }
+
+/// Past this the blur spans a 224-pixel input several times over.
+pub const MAX_CHROMA_SMOOTHING: f64 = 64.0;
 
 fn default_min_relative_std() -> f64 {
     1.0
@@ -64,6 +73,7 @@ impl Default for HeadConfig {
             conv2_kernel: 3,
             standardise: default_standardise(),
             min_relative_std: default_min_relative_std(),
+            chroma_smoothing: 0.0,
         }
     }
 }
@@ -89,6 +99,12 @@ impl HeadConfig {
         }
         if !(self.min_relative_std > 0.0 && self.min_relative_std.is_finite()) {
             return Err(format!("model.head.min_relative_std = {}: must be positive", self.min_relative_std));
+        }
+        if !(0.0..=MAX_CHROMA_SMOOTHING).contains(&self.chroma_smoothing) {
+            return Err(format!(
+                "model.head.chroma_smoothing = {}: must be 0 (none) to {MAX_CHROMA_SMOOTHING} pixels",
+                self.chroma_smoothing
+            ));
         }
         for (name, c) in [("conv1_channels", self.conv1_channels), ("conv2_channels", self.conv2_channels)] {
             if c == 0 || c > 4096 {

@@ -25,6 +25,8 @@ pub enum ModelError {
     NoCuda(String),
     #[error("input side {0} is invalid: the model needs a multiple of 4, at least 16")]
     BadSide(usize),
+    #[error("{0}")]
+    BadConfig(String),
     #[error("the hypercolumn standardisation needs at least one image to measure")]
     NothingToMeasure,
     #[error(transparent)]

@@ -16,7 +16,9 @@ use std::path::Path;
 /// Variables, with stable names: `conv1.weight`, `conv1.bias`,
 /// `conv2.weight`, `conv2.bias`, `out.weight`, `out.bias`, and the
 /// constants `hypercolumn.shift` and `hypercolumn.scale` [451] (the
-/// standardisation: measured, never trained, so they have no gradient).
+/// standardisation: measured, never trained, so they have no gradient) and
+/// `smoothing.sigma` [1] (`HeadConfig::chroma_smoothing`, so that a head
+/// file predicts the way it was tuned to).
 #[derive(Clone, Debug)]
 pub struct HypercolumnHead {
     config: HeadConfig,
@@ -34,6 +36,12 @@ fn conv(vb: VarBuilder, cin: usize, cout: usize, k: usize) -> Result<Conv2d> {
 
 const SHIFT_KEY: &str = "hypercolumn.shift";
 const SCALE_KEY: &str = "hypercolumn.scale";
+const SMOOTHING_KEY: &str = "smoothing.sigma";
+
+/// Variables that are set, never drawn or trained.
+fn is_constant(name: &str) -> bool {
+    name.starts_with("hypercolumn.") || name == SMOOTHING_KEY
+}
 
 impl HypercolumnHead {
     pub fn new(config: HeadConfig, vb: VarBuilder) -> Result<HypercolumnHead> {
@@ -43,6 +51,7 @@ impl HypercolumnHead {
             shift: vb.get_with_hints(HYPERCOLUMN_CHANNELS, SHIFT_KEY, init::ZERO)?,
             scale: vb.get_with_hints(HYPERCOLUMN_CHANNELS, SCALE_KEY, init::ONE)?,
         };
+        vb.get_with_hints(1, SMOOTHING_KEY, init::Init::Const(config.chroma_smoothing))?;
         Ok(HypercolumnHead {
             config,
             standardisation,
@@ -58,7 +67,7 @@ impl HypercolumnHead {
     /// result does not depend on the map's order.
     pub fn reinitialise(&self, varmap: &VarMap, seed: u64) -> Result<()> {
         let vars = varmap.data().lock().expect("the head's variables are not poisoned");
-        let mut names: Vec<&String> = vars.keys().filter(|n| !n.starts_with("hypercolumn.")).collect();
+        let mut names: Vec<&String> = vars.keys().filter(|n| !is_constant(n)).collect();
         names.sort();
         let mut rng = Rng::new(seed);
         for name in names {
@@ -105,6 +114,39 @@ impl HypercolumnHead {
         set_var(varmap, "out.bias", mean_uv.map(logit).to_vec())
     }
 
+    /// Changes the blur of predictions (`HeadConfig::chroma_smoothing`).
+    pub fn set_chroma_smoothing(&mut self, varmap: &VarMap, sigma: f64) -> std::result::Result<(), ModelError> {
+        let config = HeadConfig { chroma_smoothing: sigma, ..self.config };
+        config.validate().map_err(ModelError::BadConfig)?;
+        set_var(varmap, SMOOTHING_KEY, vec![sigma as f32])?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// Overwrites the variables with a saved head's (of the same shape),
+    /// its chroma smoothing included. A head saved before chroma smoothing
+    /// existed has none (sigma 0).
+    pub fn load(&mut self, varmap: &VarMap, path: &Path) -> std::result::Result<(), ModelError> {
+        let bad = |message: String| ModelError::BadFile { path: path.to_path_buf(), message };
+        let saved = candle_core::safetensors::load(path, &candle_core::Device::Cpu)
+            .map_err(|e| bad(format!("unreadable: {e}")))?;
+        let vars = varmap.data().lock().expect("the head's variables are not poisoned");
+        for (name, var) in vars.iter() {
+            let value = match saved.get(name) {
+                Some(t) => t.to_dtype(var.dtype())?.to_device(var.device())?,
+                None if name == SMOOTHING_KEY => Tensor::zeros(1, var.dtype(), var.device())?,
+                None => return Err(ModelError::MissingKey { path: path.to_path_buf(), key: name.clone() }),
+            };
+            if value.dims() != var.dims() {
+                return Err(bad(format!("{name} has shape {:?}, this head expects {:?}", value.dims(), var.dims())));
+            }
+            var.set(&value)?;
+        }
+        drop(vars);
+        self.config.chroma_smoothing = chroma_smoothing_of_file(path)?;
+        Ok(())
+    }
+
     pub fn standardisation(&self) -> &Standardisation {
         &self.standardisation
     }
@@ -123,6 +165,7 @@ impl HypercolumnHead {
         let conv1 = tensor_shape(path, "conv1.weight")?;
         let conv2 = tensor_shape(path, "conv2.weight")?;
         let standardise = is_standardised(path)?;
+        let chroma_smoothing = chroma_smoothing_of_file(path)?;
         match (conv1.as_slice(), conv2.as_slice()) {
             ([c1, HYPERCOLUMN_CHANNELS, k1, _], [c2, _, k2, _]) => Ok(HeadConfig {
                 conv1_channels: *c1,
@@ -131,6 +174,7 @@ impl HypercolumnHead {
                 conv2_kernel: *k2,
                 standardise,
                 min_relative_std: HeadConfig::default().min_relative_std,
+                chroma_smoothing,
             }),
             _ => Err(ModelError::BadFile {
                 path: path.to_path_buf(),
@@ -161,6 +205,23 @@ fn is_standardised(path: &Path) -> std::result::Result<bool, ModelError> {
         identity &= values.iter().all(|&v| v == neutral);
     }
     Ok(!identity)
+}
+
+/// The blur a saved head was tuned with; 0 for a head saved before chroma
+/// smoothing existed.
+fn chroma_smoothing_of_file(path: &Path) -> std::result::Result<f64, ModelError> {
+    let bad = |message: String| ModelError::BadFile { path: path.to_path_buf(), message };
+    let tensors =
+        candle_core::safetensors::load(path, &candle_core::Device::Cpu).map_err(|e| bad(format!("unreadable: {e}")))?;
+    let Some(saved) = tensors.get(SMOOTHING_KEY) else { return Ok(0.0) };
+    let values: Vec<f32> = saved.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1()?;
+    match values.as_slice() {
+        [sigma] if (0.0..=crate::config::MAX_CHROMA_SMOOTHING).contains(&f64::from(*sigma)) => Ok(f64::from(*sigma)),
+        _ => Err(bad(format!(
+            "{SMOOTHING_KEY} is {values:?}, expected one value from 0 to {}",
+            crate::config::MAX_CHROMA_SMOOTHING
+        ))),
+    }
 }
 
 impl Module for HypercolumnHead {

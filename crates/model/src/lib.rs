@@ -5,6 +5,7 @@
 //!   -> Vgg16Trunk (frozen)        taps conv1_2 [n,64,S,S], conv2_2 [n,128,S/2,S/2], conv3_3 [n,256,S/4,S/4]
 //!   -> hypercolumn                [n,451,S,S] (bilinear upsampling, no gradient)
 //!   -> HypercolumnHead (trained)  logits [n,2,S,S]; sigmoid -> (U, V) / 255
+//!   -> smoothing (optional)       Gaussian blur of (U, V)
 //! ```
 //!
 //! **Architecture invariant:** weights enter only through a `VarBuilder`:
@@ -21,6 +22,7 @@ mod error;
 pub mod head;
 pub mod hypercolumn;
 pub mod network;
+pub mod smoothing;
 pub mod trunk;
 pub mod weights;
 

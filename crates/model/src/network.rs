@@ -2,6 +2,7 @@
 
 use crate::head::HypercolumnHead;
 use crate::hypercolumn::{channel_moments, hypercolumn, hypercolumn_patches, HypercolumnWindows, Pixel};
+use crate::smoothing::smooth_chroma;
 use crate::trunk::{normalise_gray, Taps, Vgg16Trunk};
 use crate::{HeadConfig, ModelError};
 use candle_core::{DType, Device, Module, Tensor};
@@ -42,7 +43,13 @@ impl Colorizer {
 
     /// Overwrites the head's variables with a saved head of the same shape.
     pub fn load_head(&mut self, path: &Path) -> Result<(), ModelError> {
-        self.varmap.load(path).map_err(|e| ModelError::BadFile { path: path.into(), message: e.to_string() })
+        self.head.load(&self.varmap, path)
+    }
+
+    /// Changes how much the predicted chroma is blurred (see `smoothing`),
+    /// overriding the head's own setting.
+    pub fn set_chroma_smoothing(&mut self, sigma: f64) -> Result<(), ModelError> {
+        self.head.set_chroma_smoothing(&self.varmap, sigma)
     }
 
     /// Saves the head's variables (safetensors, stable names), atomically.
@@ -102,10 +109,12 @@ impl Colorizer {
         Ok(self.head.forward(hypercolumn)?)
     }
 
-    /// Predicted (U, V) / 255 in (0, 1): [n, 2, h, w].
+    /// Predicted (U, V) / 255 in (0, 1): [n, 2, h, w], blurred by the
+    /// head's `chroma_smoothing`.
     pub fn predict(&self, y: &Tensor) -> Result<Tensor, ModelError> {
         let t = self.hypercolumn(y)?;
-        Ok(candle_nn::ops::sigmoid(&self.logits(&t)?)?)
+        let uv = candle_nn::ops::sigmoid(&self.logits(&t)?)?;
+        Ok(smooth_chroma(&uv, self.head.config().chroma_smoothing)?)
     }
 
     /// Measures the hypercolumn's per-channel mean and spread on gray

@@ -88,7 +88,8 @@ fn a_head_saves_and_loads_with_stable_names_and_its_shape() {
             "hypercolumn.scale",
             "hypercolumn.shift",
             "out.bias",
-            "out.weight"
+            "out.weight",
+            "smoothing.sigma"
         ]
     );
 
@@ -108,4 +109,37 @@ fn a_head_saves_and_loads_with_stable_names_and_its_shape() {
     let mut other = Colorizer::new(&trunk, HeadConfig::default(), 1, &Device::Cpu).unwrap();
     let err = other.load_head(&path).unwrap_err().to_string();
     assert!(err.contains("head.safetensors"), "{err}");
+}
+
+#[test]
+fn chroma_smoothing_is_saved_with_the_head_and_blurs_its_predictions() {
+    let dir = tempdir("smoothing");
+    let trunk = colorize_model::weights::embedded_trunk();
+    let small = HeadConfig { conv1_channels: 8, conv2_channels: 4, ..HeadConfig::default() };
+    let sharp = Colorizer::new(&trunk, small, 1, &Device::Cpu).unwrap();
+    let smoothed = Colorizer::new(&trunk, HeadConfig { chroma_smoothing: 1.5, ..small }, 1, &Device::Cpu).unwrap();
+    let ramp: Vec<u8> = (0..32 * 32).map(|i| (i * 13 % 256) as u8).collect();
+    let y = sharp.gray_tensor(&ramp, 1, 32, 32).unwrap();
+    let values = |t: Tensor| -> Vec<f32> { t.flatten_all().unwrap().to_vec1().unwrap() };
+    let want = values(colorize_model::smoothing::smooth_chroma(&sharp.predict(&y).unwrap(), 1.5).unwrap());
+    assert_eq!(values(smoothed.predict(&y).unwrap()), want, "same weights (same seed), blurred output");
+
+    let path = dir.join("head.safetensors");
+    smoothed.save_head(&path).unwrap();
+    let mut loaded = Colorizer::load(&trunk, &path, &Device::Cpu).unwrap();
+    assert_eq!(loaded.head().config().chroma_smoothing, 1.5);
+    assert_eq!(values(loaded.predict(&y).unwrap()), want);
+    loaded.set_chroma_smoothing(0.0).unwrap();
+    assert_eq!(values(loaded.predict(&y).unwrap()), values(sharp.predict(&y).unwrap()), "the override");
+    let err = loaded.set_chroma_smoothing(-1.0).unwrap_err().to_string();
+    assert!(err.contains("chroma_smoothing") && err.contains("-1"), "{err}");
+
+    // A head saved before smoothing existed loads with none.
+    let mut tensors = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+    tensors.remove("smoothing.sigma");
+    let old = dir.join("old.safetensors");
+    candle_core::safetensors::save(&tensors, &old).unwrap();
+    let loaded = Colorizer::load(&trunk, &old, &Device::Cpu).unwrap();
+    assert_eq!(loaded.head().config().chroma_smoothing, 0.0);
+    assert_eq!(values(loaded.predict(&y).unwrap()), values(sharp.predict(&y).unwrap()));
 }
