@@ -38,10 +38,6 @@ const SHIFT_KEY: &str = "hypercolumn.shift";
 const SCALE_KEY: &str = "hypercolumn.scale";
 const SMOOTHING_KEY: &str = "smoothing.sigma";
 
-/// Variables that are set, never drawn or trained.
-fn is_constant(name: &str) -> bool {
-    name.starts_with("hypercolumn.") || name == SMOOTHING_KEY
-}
 
 impl HypercolumnHead {
     pub fn new(config: HeadConfig, vb: VarBuilder) -> Result<HypercolumnHead> {
@@ -61,13 +57,19 @@ impl HypercolumnHead {
         })
     }
 
+    /// Whether the head variable `name` is trained; the others are
+    /// constants, set (measured or configured) and never drawn or trained.
+    pub fn is_trained(name: &str) -> bool {
+        !(name.starts_with("hypercolumn.") || name == SMOOTHING_KEY)
+    }
+
     /// Draws every variable afresh from `seed`, as PyTorch initialises a
     /// convolution: weights and biases uniform in ±1/√fan_in (its
     /// Kaiming-uniform with a = √5). Variables are visited by name, so the
     /// result does not depend on the map's order.
     pub fn reinitialise(&self, varmap: &VarMap, seed: u64) -> Result<()> {
         let vars = varmap.data().lock().expect("the head's variables are not poisoned");
-        let mut names: Vec<&String> = vars.keys().filter(|n| !is_constant(n)).collect();
+        let mut names: Vec<&String> = vars.keys().filter(|n| HypercolumnHead::is_trained(n)).collect();
         names.sort();
         let mut rng = Rng::new(seed);
         for name in names {

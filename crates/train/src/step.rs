@@ -33,11 +33,12 @@ pub enum Supervision<'a> {
     /// targets [n, 2, h, w].
     Dense { targets: &'a Tensor },
     /// Sampled pixels: the input is windows [N, 451, r, r] around them (see
-    /// `hypercolumn_patches`), the targets [N, 2, 1, 1] at their centres,
-    /// `inside` [N, 1, r, r] marks the window positions in the image.
-    /// Zeroing conv1's output outside the image makes the window's centre
-    /// equal the dense head's output there, so the gradients from the
-    /// centres alone are exactly the dense ones with the loss at those pixels.
+    /// `hypercolumn_patches`; r is the head's receptive field), the targets
+    /// [N, 2, 1, 1] at their centres, `inside` [N, 1, r, r] marks the window
+    /// positions in the image. Zeroing conv1's output outside the image makes
+    /// the window's centre equal the dense head's output there, so the
+    /// gradients from the centres alone are exactly the dense ones with the
+    /// loss at those pixels.
     Centres { targets: &'a Tensor, inside: &'a Tensor },
 }
 
@@ -51,58 +52,30 @@ pub fn head_gradients(
     // The head's weights are trainable `Var`s; detached copies keep this
     // step's tensors (and the gradients returned) free of autograd graphs.
     let [conv1, conv2, out] = head.convs().map(|c| Conv2d::new(c.weight().detach(), c.bias().detach()));
-    let (conv1, conv2, out) = (&conv1, &conv2, &out);
+    match supervision {
+        Supervision::Dense { targets } => dense_gradients([&conv1, &conv2, &out], t, targets, kind),
+        Supervision::Centres { targets, inside } => centre_gradients([&conv1, &conv2, &out], t, inside, targets, kind),
+    }
+}
+
+fn dense_gradients(
+    [conv1, conv2, out]: [&Conv2d; 3],
+    t: &Tensor,
+    targets: &Tensor,
+    kind: Loss,
+) -> Result<StepGradients> {
     let c1 = conv1.weight().dim(0)?;
     let c2 = conv2.weight().dim(0)?;
-    // Windows run side by side, as one image [1, 451, r, N·r]: one large
-    // matrix product per kernel tap instead of N tiny ones. Exact: the
-    // centre's output reads only its own window (r is the receptive field),
-    // and nothing outside a window reaches its centre's gradients either.
-    let (t, inside, centres) = match supervision {
-        Supervision::Dense { .. } => (t.clone(), None, None),
-        Supervision::Centres { inside, .. } => {
-            let (count, _, r, r2) = t.dims4()?;
-            if r != r2 || r.is_multiple_of(2) {
-                candle_core::bail!("windows [{count}, _, {r}, {r2}] are not square with a centre pixel");
-            }
-            let centres: Vec<u32> = (0..count).map(|i| ((r / 2) * count * r + i * r + r / 2) as u32).collect();
-            let centres = Tensor::from_vec(centres, count, t.device())?;
-            (side_by_side(t)?, Some(side_by_side(inside)?), Some(centres))
-        }
-    };
-    let t = &t;
     let (n, _, h, w) = t.dims4()?;
-    let in_image = |x: Tensor| -> Result<Tensor> {
-        match &inside {
-            None => Ok(x),
-            Some(mask) => x.broadcast_mul(mask),
-        }
-    };
 
     let a_pre = candle_core::Module::forward(conv1, t)?;
-    let a = in_image(a_pre.relu()?)?;
+    let a = a_pre.relu()?;
     let b_pre = candle_core::Module::forward(conv2, &a)?;
     let b = b_pre.relu()?;
     let q = Tensor::cat(&[&a, &b], 1)?;
     let z = candle_core::Module::forward(out, &q)?;
-    let targets = match supervision {
-        Supervision::Dense { targets } | Supervision::Centres { targets, .. } => targets,
-    };
-    let (loss_value, dz) = match &centres {
-        Some(centres) => {
-            let count = centres.dim(0)?;
-            let flat = z.reshape((2, h * w))?;
-            let centre = flat.index_select(centres, 1)?.t()?.reshape((count, 2, 1, 1))?;
-            let loss_value = loss(kind, &centre, targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            let d_centre = loss_gradient(kind, &centre, targets)?.reshape((count, 2))?.t()?.contiguous()?;
-            let dz = flat.zeros_like()?.index_add(centres, &d_centre, 1)?.reshape((1, 2, h, w))?;
-            (loss_value, dz)
-        }
-        None => {
-            let loss_value = loss(kind, &z, targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            (loss_value, loss_gradient(kind, &z, targets)?)
-        }
-    };
+    let loss_value = loss(kind, &z, targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    let dz = loss_gradient(kind, &z, targets)?;
     let mut grads = HashMap::new();
 
     // out: 1x1 convolution, a matrix product per pixel.
@@ -121,9 +94,88 @@ pub fn head_gradients(
     let da = (dq.narrow(1, 0, c1)? + input_gradient(&db_pre, conv2)?)?;
 
     // conv1, through its ReLU: the weight gradient only (T is constant).
-    let da_pre = in_image((da * relu_mask(&a_pre)?)?)?;
+    let da_pre = (da * relu_mask(&a_pre)?)?;
     grads.insert("conv1.weight".to_string(), weight_gradient(t, &da_pre, conv1)?);
     grads.insert("conv1.bias".to_string(), sum_nhw(&da_pre)?);
+    Ok(StepGradients { loss: loss_value, grads })
+}
+
+/// The head at the centres of r x r windows only (r = k1 + k2 - 1), as
+/// plain matrix products: the centre's output reads conv2 at the centre,
+/// which reads conv1 at the k2 x k2 positions around it, which read the
+/// whole window. So conv1 runs at k2² positions per window (9, where a
+/// 'same' convolution over the window would run 25), conv2 and the output
+/// at one.
+///
+/// ```text
+/// cols [N·k2², 451·k1²]  (the k1 x k1 patch under each conv1 position)
+/// a = relu(cols · W1ᵀ + b1) · inside          [N·k2², c1]
+/// b = relu([a around the centre] · W2ᵀ + b2)  [N, c2]
+/// z = [a at the centre, b] · Woutᵀ + bout     [N, 2]
+/// ```
+fn centre_gradients(
+    [conv1, conv2, out]: [&Conv2d; 3],
+    windows: &Tensor,
+    inside: &Tensor,
+    targets: &Tensor,
+    kind: Loss,
+) -> Result<StepGradients> {
+    let (count, cin, r, r2) = windows.dims4()?;
+    let (c1, _, k1, _) = conv1.weight().dims4()?;
+    let (c2, _, k2, _) = conv2.weight().dims4()?;
+    if r != r2 || r != k1 + k2 - 1 {
+        candle_core::bail!("windows [{count}, _, {r}, {r2}] do not match the head's receptive field {}", k1 + k2 - 1);
+    }
+    let positions = k2 * k2;
+    let centre = positions / 2;
+    let mut cols = Vec::with_capacity(positions);
+    let mut mask = Vec::with_capacity(positions);
+    for py in 0..k2 {
+        for px in 0..k2 {
+            cols.push(windows.narrow(2, py, k1)?.narrow(3, px, k1)?.reshape((count, cin * k1 * k1))?);
+            mask.push(inside.narrow(2, py + k1 / 2, 1)?.narrow(3, px + k1 / 2, 1)?.reshape((count, 1))?);
+        }
+    }
+    // Rows ordered (window, position).
+    let cols = Tensor::stack(&cols, 1)?.reshape((count * positions, cin * k1 * k1))?;
+    let mask = Tensor::stack(&mask, 1)?.reshape((count * positions, 1))?;
+    let w1 = conv1.weight().reshape((c1, cin * k1 * k1))?;
+    let w2 = conv2.weight().reshape((c2, c1 * positions))?;
+    let w_out = out.weight().reshape((2, c1 + c2))?;
+
+    let a_pre = cols.matmul(&w1.t()?)?.broadcast_add(conv1.bias())?;
+    let a = a_pre.relu()?.broadcast_mul(&mask)?;
+    // conv2's input in its weight's (channel, ky, kx) order.
+    let a_grouped = a.reshape((count, positions, c1))?;
+    let a2 = a_grouped.transpose(1, 2)?.contiguous()?.reshape((count, c1 * positions))?;
+    let b_pre = a2.matmul(&w2.t()?)?.broadcast_add(conv2.bias())?;
+    let b = b_pre.relu()?;
+    let a_centre = a_grouped.narrow(1, centre, 1)?.squeeze(1)?;
+    let q = Tensor::cat(&[&a_centre, &b], 1)?;
+    let z = q.matmul(&w_out.t()?)?.broadcast_add(out.bias())?.reshape((count, 2, 1, 1))?;
+    let loss_value = loss(kind, &z, targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    let dz = loss_gradient(kind, &z, targets)?.reshape((count, 2))?;
+    let mut grads = HashMap::new();
+
+    grads.insert("out.weight".to_string(), dz.t()?.matmul(&q)?.reshape((2, c1 + c2, 1, 1))?);
+    grads.insert("out.bias".to_string(), dz.sum(0)?);
+    let dq = dz.matmul(&w_out)?;
+
+    let db_pre = (dq.narrow(1, c1, c2)? * relu_mask(&b_pre)?)?;
+    grads.insert("conv2.weight".to_string(), db_pre.t()?.matmul(&a2)?.reshape((c2, c1, k2, k2))?);
+    grads.insert("conv2.bias".to_string(), db_pre.sum(0)?);
+    let da2 = db_pre.matmul(&w2)?.reshape((count, c1, positions))?.transpose(1, 2)?;
+    let at_centre = Tensor::from_vec(
+        (0..positions).map(|p| if p == centre { 1f32 } else { 0.0 }).collect(),
+        (1, positions, 1),
+        windows.device(),
+    )?;
+    let da = da2.broadcast_add(&dq.narrow(1, 0, c1)?.unsqueeze(1)?.broadcast_mul(&at_centre)?)?;
+    let da = da.reshape((count * positions, c1))?;
+
+    let da_pre = (da * relu_mask(&a_pre)?)?.broadcast_mul(&mask)?;
+    grads.insert("conv1.weight".to_string(), da_pre.t()?.matmul(&cols)?.reshape((c1, cin, k1, k1))?);
+    grads.insert("conv1.bias".to_string(), da_pre.sum(0)?);
     Ok(StepGradients { loss: loss_value, grads })
 }
 
@@ -141,13 +193,6 @@ pub fn sampled_gradients(
     let windows = model.hypercolumn_windows(y, pixels, model.head().config().receptive_field())?;
     let supervision = Supervision::Centres { targets: &targets, inside: &windows.inside };
     Ok(head_gradients(model.head(), &windows.features, supervision, kind)?)
-}
-
-/// [N, C, r, r] windows -> one [1, C, r, N·r] image, window i in columns
-/// i·r .. (i+1)·r.
-fn side_by_side(windows: &Tensor) -> Result<Tensor> {
-    let (count, c, r, _) = windows.dims4()?;
-    windows.permute((1, 2, 0, 3))?.reshape((1, c, r, count * r))
 }
 
 fn relu_mask(x: &Tensor) -> Result<Tensor> {
