@@ -46,8 +46,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
             let colorizer = model::load_colorizer(&args.model, Some(&head))?;
             let side = Side::new(colorize_model::weights::EMBEDDED_HEAD_SIDE).expect("a valid side");
             println!(
-                "2/4 colorize: the gray of each photo, with the embedded colorizer ({}) -> {}",
+                "2/4 colorize: the gray of each photo, with the embedded colorizer ({}, chroma smoothing σ {} px) -> {}",
                 head.display(),
+                colorizer.head().config().chroma_smoothing,
                 strips.display()
             );
             write_strips(&colorizer, &photos, &strips, side)?;

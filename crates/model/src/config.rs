@@ -89,6 +89,7 @@ impl HeadConfig {
         self.conv1_channels + self.conv2_channels
     }
 
+    /// Range checks; each message reads "model.head.<key> = <value>: <why>".
     pub fn validate(&self) -> Result<(), String> {
         for (name, k) in [("conv1_kernel", self.conv1_kernel), ("conv2_kernel", self.conv2_kernel)] {
             if k % 2 == 0 || k > 9 {

@@ -38,7 +38,6 @@ const SHIFT_KEY: &str = "hypercolumn.shift";
 const SCALE_KEY: &str = "hypercolumn.scale";
 const SMOOTHING_KEY: &str = "smoothing.sigma";
 
-
 impl HypercolumnHead {
     pub fn new(config: HeadConfig, vb: VarBuilder) -> Result<HypercolumnHead> {
         let HeadConfig { conv1_channels: c1, conv1_kernel: k1, conv2_channels: c2, conv2_kernel: k2, .. } = config;

@@ -235,7 +235,11 @@ impl Experiment {
             return bad(key, e.to_string());
         }
         if let Err(message) = self.model.head.validate() {
-            return bad("model.head", message);
+            // The head's messages read "model.head.<key> = <value>: <why>".
+            return match message.split_once(" = ") {
+                Some((key, rest)) => bad(key, rest.to_string()),
+                None => bad("model.head", message),
+            };
         }
         let t = &self.train;
         let positive = [
@@ -372,5 +376,8 @@ mod tests {
         let text = format!("{MINIMAL}[train]\nloss = \"hinge\"\n");
         let err = Experiment::parse(&text, "x", Path::new("/")).unwrap_err();
         assert!(err.contains("hinge") && err.contains("line 5"), "{err}");
+        let text = format!("{MINIMAL}[model.head]\nchroma_smoothing = -2.0\n");
+        let err = Experiment::parse(&text, "x", Path::new("/")).unwrap_err();
+        assert!(err.starts_with("model.head.chroma_smoothing (line 5): -2: must be 0"), "{err}");
     }
 }

@@ -56,8 +56,13 @@ fn window_gradients_equal_dense_autograd_at_the_sampled_pixels() {
 
 fn windows_against_dense(k1: usize, k2: usize) {
     let device = Device::Cpu;
-    let head =
-        HeadConfig { conv1_channels: 8, conv1_kernel: k1, conv2_channels: 4, conv2_kernel: k2, ..HeadConfig::default() };
+    let head = HeadConfig {
+        conv1_channels: 8,
+        conv1_kernel: k1,
+        conv2_channels: 4,
+        conv2_kernel: k2,
+        ..HeadConfig::default()
+    };
     let model = Colorizer::new(&embedded_trunk(), head, 9, &device).unwrap();
     let (n, s) = (2, 16);
     let mut rng = Rng::new(5);
