@@ -131,6 +131,7 @@ impl HypercolumnHead {
         let bad = |message: String| ModelError::BadFile { path: path.to_path_buf(), message };
         let saved = candle_core::safetensors::load(path, &candle_core::Device::Cpu)
             .map_err(|e| bad(format!("unreadable: {e}")))?;
+        let chroma_smoothing = chroma_smoothing_in(&saved, path)?;
         let vars = varmap.data().lock().expect("the head's variables are not poisoned");
         for (name, var) in vars.iter() {
             let value = match saved.get(name) {
@@ -143,8 +144,7 @@ impl HypercolumnHead {
             }
             var.set(&value)?;
         }
-        drop(vars);
-        self.config.chroma_smoothing = chroma_smoothing_of_file(path)?;
+        self.config.chroma_smoothing = chroma_smoothing;
         Ok(())
     }
 
@@ -208,12 +208,19 @@ fn is_standardised(path: &Path) -> std::result::Result<bool, ModelError> {
     Ok(!identity)
 }
 
-/// The blur a saved head was tuned with; 0 for a head saved before chroma
-/// smoothing existed.
 fn chroma_smoothing_of_file(path: &Path) -> std::result::Result<f64, ModelError> {
+    let tensors = candle_core::safetensors::load(path, &candle_core::Device::Cpu)
+        .map_err(|e| ModelError::BadFile { path: path.to_path_buf(), message: format!("unreadable: {e}") })?;
+    chroma_smoothing_in(&tensors, path)
+}
+
+/// The blur a saved head (its `tensors`, read from `path`) was tuned with;
+/// 0 for a head saved before chroma smoothing existed.
+fn chroma_smoothing_in(
+    tensors: &std::collections::HashMap<String, Tensor>,
+    path: &Path,
+) -> std::result::Result<f64, ModelError> {
     let bad = |message: String| ModelError::BadFile { path: path.to_path_buf(), message };
-    let tensors =
-        candle_core::safetensors::load(path, &candle_core::Device::Cpu).map_err(|e| bad(format!("unreadable: {e}")))?;
     let Some(saved) = tensors.get(SMOOTHING_KEY) else { return Ok(0.0) };
     let values: Vec<f32> = saved.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1()?;
     match values.as_slice() {
