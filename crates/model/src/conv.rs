@@ -5,9 +5,13 @@
 //!
 //! The body is a sum over the k² kernel taps of one matrix product each:
 //! y[n, :, p] = Σ_taps W[:, :, ky, kx] · x_padded[n, :, p + (ky, kx)], which
-//! keeps all the arithmetic in candle's gemm. Candle's own CPU `conv2d`
-//! (`stock_conv2d`, kept as the reference) builds and zeroes im2col tiles on
-//! every call and ran at under 2 GFLOP/s on the head's shapes here.
+//! keeps all the arithmetic in gemm. On the CPU, when no gradient is
+//! tracked (inference, the trunk, the training step's own backward), the
+//! products accumulate in place in one output buffer (`AccumulatedTaps`);
+//! with autograd they are candle matmuls summed as tensors, so candle can
+//! differentiate them. Candle's own CPU `conv2d` (`stock_conv2d`, kept as the
+//! reference) builds and zeroes im2col tiles on every call and ran at under
+//! 2 GFLOP/s on the head's shapes here.
 
 use candle_core::{Module, Result, Tensor};
 
@@ -56,7 +60,12 @@ impl Module for Conv2d {
         }
         let pad = self.padding();
         let wide = w + 2 * pad;
-        let flat = pad_spatial(x, [pad, pad + 1, pad, pad])?.reshape((n, cin, (h + 2 * pad + 1) * wide))?;
+        let padded = pad_spatial(x, [pad, pad + 1, pad, pad])?;
+        let tracked = x.track_op() || self.weight.track_op() || self.bias.track_op();
+        if padded.device().is_cpu() && padded.dtype() == candle_core::DType::F32 && !tracked {
+            return padded.apply_op3_no_bwd(&self.weight.contiguous()?, &self.bias, &AccumulatedTaps { h, w });
+        }
+        let flat = padded.reshape((n, cin, (h + 2 * pad + 1) * wide))?;
         let mut sum: Option<Tensor> = None;
         for ky in 0..k {
             for kx in 0..k {
@@ -70,6 +79,101 @@ impl Module for Conv2d {
         }
         let y = sum.expect("a kernel has at least one tap").reshape((n, cout, h, wide))?.narrow(3, 0, w)?;
         y.broadcast_add(&bias)
+    }
+}
+
+/// The tap-sum on the CPU with the k² products accumulated in place by gemm
+/// (no temporary per tap, no tensor additions), then the wide grid's extra
+/// columns dropped and the bias added in one pass. Inputs: the padded input
+/// [n, cin, h + 2p + 1, w + 2p] (as `Conv2d::forward` pads it), the weight
+/// [cout, cin, k, k] and the bias [cout]; output [n, cout, h, w].
+struct AccumulatedTaps {
+    h: usize,
+    w: usize,
+}
+
+impl candle_core::CustomOp3 for AccumulatedTaps {
+    fn name(&self) -> &'static str {
+        "conv2d-accumulated-taps"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &candle_core::CpuStorage,
+        x_layout: &candle_core::Layout,
+        weight: &candle_core::CpuStorage,
+        weight_layout: &candle_core::Layout,
+        bias: &candle_core::CpuStorage,
+        bias_layout: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let (h, w) = (self.h, self.w);
+        let (n, cin, padded_h, wide) = x_layout.shape().dims4()?;
+        let (cout, weight_cin, k, _) = weight_layout.shape().dims4()?;
+        let pad = k / 2;
+        if weight_cin != cin
+            || padded_h != h + 2 * pad + 1
+            || wide != w + 2 * pad
+            || bias_layout.shape().dims1()? != cout
+        {
+            candle_core::bail!("conv2d-accumulated-taps: shapes do not fit together");
+        }
+        let x = contiguous_f32(x, x_layout)?;
+        let weight = contiguous_f32(weight, weight_layout)?;
+        let bias = contiguous_f32(bias, bias_layout)?;
+        let plane = padded_h * wide;
+        let span = h * wide;
+        let parallelism = gemm::Parallelism::Rayon(candle_core::utils::get_num_threads());
+        let mut acc = vec![0f32; cout * span];
+        let mut out = Vec::with_capacity(n * cout * h * w);
+        for image in x.chunks_exact(cin * plane) {
+            for tap in 0..k * k {
+                let start = (tap / k) * wide + tap % k;
+                // Every read stays inside `image`: the last one is at
+                // (cin - 1)·plane + start + span - 1 < cin·plane, because the
+                // padding's extra bottom row covers start ≤ 2p·wide + 2p.
+                debug_assert!((cin - 1) * plane + start + span <= image.len());
+                // SAFETY: dst is cout x span (row stride span); lhs is the
+                // weight's tap column, cout x cin with strides (cin·k², k²)
+                // from offset `tap`; rhs is cin x span with row stride
+                // `plane` from offset `start`: all in bounds (above).
+                unsafe {
+                    gemm::gemm(
+                        cout,
+                        span,
+                        cin,
+                        acc.as_mut_ptr(),
+                        1,
+                        span as isize,
+                        tap > 0,
+                        weight.as_ptr().add(tap),
+                        (k * k) as isize,
+                        (cin * k * k) as isize,
+                        image.as_ptr().add(start),
+                        1,
+                        plane as isize,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        parallelism,
+                    );
+                }
+            }
+            for (channel, b) in acc.chunks_exact(span).zip(bias) {
+                for row in channel.chunks_exact(wide) {
+                    out.extend(row[..w].iter().map(|v| v + b));
+                }
+            }
+        }
+        Ok((candle_core::CpuStorage::F32(out), (n, cout, h, w).into()))
+    }
+}
+
+fn contiguous_f32<'a>(storage: &'a candle_core::CpuStorage, layout: &candle_core::Layout) -> Result<&'a [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (candle_core::CpuStorage::F32(data), Some((start, end))) => Ok(&data[start..end]),
+        _ => candle_core::bail!("conv2d-accumulated-taps takes contiguous f32 tensors"),
     }
 }
 
@@ -162,8 +266,14 @@ mod tests {
             );
             let fast = conv.forward(&x).unwrap();
             let stock = stock_conv2d(&conv, &x).unwrap();
-            let diff = (fast - stock).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let diff = (&fast - stock).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
             assert!(diff < 1e-4, "{cin}->{cout} k{k}: {diff}");
+            // With a variable weight (autograd on) the taps are summed as
+            // tensors instead of accumulated in place: same result.
+            let weight = candle_core::Var::from_tensor(conv.weight()).unwrap();
+            let tracked = Conv2d::new(weight.as_tensor().clone(), conv.bias().clone()).forward(&x).unwrap();
+            let diff = (fast - tracked).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff < 1e-4, "tracked {cin}->{cout} k{k}: {diff}");
         }
     }
 }
