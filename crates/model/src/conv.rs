@@ -117,9 +117,9 @@ impl candle_core::CustomOp3 for AccumulatedTaps {
         {
             candle_core::bail!("conv2d-accumulated-taps: shapes do not fit together");
         }
-        let x = contiguous_f32(x, x_layout)?;
-        let weight = contiguous_f32(weight, weight_layout)?;
-        let bias = contiguous_f32(bias, bias_layout)?;
+        let x = contiguous_f32(x, x_layout, self.name())?;
+        let weight = contiguous_f32(weight, weight_layout, self.name())?;
+        let bias = contiguous_f32(bias, bias_layout, self.name())?;
         let plane = padded_h * wide;
         let span = h * wide;
         let parallelism = gemm::Parallelism::Rayon(candle_core::utils::get_num_threads());
@@ -170,10 +170,15 @@ impl candle_core::CustomOp3 for AccumulatedTaps {
     }
 }
 
-fn contiguous_f32<'a>(storage: &'a candle_core::CpuStorage, layout: &candle_core::Layout) -> Result<&'a [f32]> {
+/// A custom op's input as a plain slice.
+fn contiguous_f32<'a>(
+    storage: &'a candle_core::CpuStorage,
+    layout: &candle_core::Layout,
+    op: &str,
+) -> Result<&'a [f32]> {
     match (storage, layout.contiguous_offsets()) {
         (candle_core::CpuStorage::F32(data), Some((start, end))) => Ok(&data[start..end]),
-        _ => candle_core::bail!("conv2d-accumulated-taps takes contiguous f32 tensors"),
+        _ => candle_core::bail!("{op} takes contiguous f32 tensors"),
     }
 }
 
@@ -206,10 +211,7 @@ impl candle_core::CustomOp1 for ZeroPad2d {
         layout: &candle_core::Layout,
     ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
         let (n, c, h, w) = layout.shape().dims4()?;
-        let src = match (storage, layout.contiguous_offsets()) {
-            (candle_core::CpuStorage::F32(data), Some((start, end))) => &data[start..end],
-            _ => candle_core::bail!("zero-pad-2d takes a contiguous f32 tensor"),
-        };
+        let src = contiguous_f32(storage, layout, self.name())?;
         let (ph, pw) = (h + self.top + self.bottom, w + self.left + self.right);
         let mut out = vec![0f32; n * c * ph * pw];
         for (plane, dst) in src.chunks_exact(h * w).zip(out.chunks_exact_mut(ph * pw)) {
