@@ -165,8 +165,10 @@ impl HypercolumnHead {
     pub fn config_of_file(path: &Path) -> std::result::Result<HeadConfig, ModelError> {
         let conv1 = tensor_shape(path, "conv1.weight")?;
         let conv2 = tensor_shape(path, "conv2.weight")?;
-        let standardise = is_standardised(path)?;
-        let chroma_smoothing = chroma_smoothing_of_file(path)?;
+        let tensors = candle_core::safetensors::load(path, &candle_core::Device::Cpu)
+            .map_err(|e| ModelError::BadFile { path: path.to_path_buf(), message: format!("unreadable: {e}") })?;
+        let standardise = is_standardised(&tensors, path)?;
+        let chroma_smoothing = chroma_smoothing_in(&tensors, path)?;
         match (conv1.as_slice(), conv2.as_slice()) {
             ([c1, HYPERCOLUMN_CHANNELS, k1, _], [c2, _, k2, _]) => Ok(HeadConfig {
                 conv1_channels: *c1,
@@ -192,10 +194,11 @@ fn set_var(varmap: &VarMap, name: &str, values: Vec<f32>) -> Result<()> {
 }
 
 /// Whether a saved head carries a standardisation other than the identity.
-fn is_standardised(path: &Path) -> std::result::Result<bool, ModelError> {
+fn is_standardised(
+    tensors: &std::collections::HashMap<String, Tensor>,
+    path: &Path,
+) -> std::result::Result<bool, ModelError> {
     let bad = |message: String| ModelError::BadFile { path: path.to_path_buf(), message };
-    let tensors =
-        candle_core::safetensors::load(path, &candle_core::Device::Cpu).map_err(|e| bad(format!("unreadable: {e}")))?;
     let mut identity = true;
     for (key, neutral) in [(SHIFT_KEY, 0.0f32), (SCALE_KEY, 1.0)] {
         let values: Vec<f32> = match tensors.get(key) {
@@ -206,12 +209,6 @@ fn is_standardised(path: &Path) -> std::result::Result<bool, ModelError> {
         identity &= values.iter().all(|&v| v == neutral);
     }
     Ok(!identity)
-}
-
-fn chroma_smoothing_of_file(path: &Path) -> std::result::Result<f64, ModelError> {
-    let tensors = candle_core::safetensors::load(path, &candle_core::Device::Cpu)
-        .map_err(|e| ModelError::BadFile { path: path.to_path_buf(), message: format!("unreadable: {e}") })?;
-    chroma_smoothing_in(&tensors, path)
 }
 
 /// The blur a saved head (its `tensors`, read from `path`) was tuned with;
