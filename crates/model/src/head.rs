@@ -1,7 +1,8 @@
 //! `HypercolumnHead`: the trained part of the network.
 
 use crate::conv::Conv2d;
-use crate::hypercolumn::Standardisation;
+use crate::first_conv::first_conv;
+use crate::hypercolumn::{HypercolumnParts, Standardisation};
 use crate::trunk::HYPERCOLUMN_CHANNELS;
 use crate::weights::tensor_shape;
 use crate::{HeadConfig, ModelError};
@@ -226,6 +227,17 @@ fn chroma_smoothing_in(
             "{SMOOTHING_KEY} is {values:?}, expected one value from 0 to {}",
             crate::config::MAX_CHROMA_SMOOTHING
         ))),
+    }
+}
+
+impl HypercolumnHead {
+    /// The logits [n, 2, h, w] from the hypercolumn's parts (`first_conv`),
+    /// for inference: no autograd graph is built.
+    pub fn forward_parts(&self, parts: &HypercolumnParts) -> Result<Tensor> {
+        let [conv2, out] = [&self.conv2, &self.out].map(|c| Conv2d::new(c.weight().detach(), c.bias().detach()));
+        let a = first_conv(&self.conv1, parts)?.relu()?;
+        let b = conv2.forward(&a)?.relu()?;
+        out.forward(&Tensor::cat(&[&a, &b], 1)?)
     }
 }
 

@@ -3,8 +3,10 @@
 //! ```text
 //! gray Y [n,1,S,S] --normalise--> x [n,3,S,S]
 //!   -> Vgg16Trunk (frozen)        taps conv1_2 [n,64,S,S], conv2_2 [n,128,S/2,S/2], conv3_3 [n,256,S/4,S/4]
-//!   -> hypercolumn                [n,451,S,S] (bilinear upsampling, no gradient)
+//!   -> hypercolumn                [n,451,S,S] (bilinear upsampling, no gradient),
+//!                                 kept as its parts at their own size (HypercolumnParts)
 //!   -> HypercolumnHead (trained)  logits [n,2,S,S]; sigmoid -> (U, V) / 255
+//!                                 (its first convolution on the parts: first_conv)
 //!   -> smoothing (optional)       Gaussian blur of (U, V)
 //! ```
 //!
@@ -14,14 +16,17 @@
 //! Every convolution goes through `conv::Conv2d`, the one seam where a
 //! faster kernel can be put in.
 
+pub mod channels_last;
 pub mod colorize;
 mod config;
 pub mod conv;
 mod device;
 mod error;
+pub mod first_conv;
 pub mod head;
 pub mod hypercolumn;
 pub mod network;
+pub mod resample;
 pub mod smoothing;
 pub mod trunk;
 pub mod weights;

@@ -1,7 +1,7 @@
 //! `Colorizer`: trunk + hypercolumn + head, ready to predict or train.
 
 use crate::head::HypercolumnHead;
-use crate::hypercolumn::{channel_moments, hypercolumn, hypercolumn_patches, HypercolumnWindows, Pixel};
+use crate::hypercolumn::{channel_moments, hypercolumn_patches, HypercolumnParts, HypercolumnWindows, Pixel};
 use crate::smoothing::smooth_chroma;
 use crate::trunk::{normalise_gray, Taps, Vgg16Trunk};
 use crate::{HeadConfig, ModelError};
@@ -81,8 +81,14 @@ impl Colorizer {
 
     /// The frozen features: y [n, 1, h, w] (0..255) -> [n, 451, h, w].
     pub fn hypercolumn(&self, y: &Tensor) -> Result<Tensor, ModelError> {
+        Ok(self.hypercolumn_parts(y)?.dense()?)
+    }
+
+    /// The same features as parts at their own resolution (see
+    /// `HypercolumnParts`): what inference and dense training run on.
+    pub fn hypercolumn_parts(&self, y: &Tensor) -> Result<HypercolumnParts, ModelError> {
         let (x, taps) = self.input_and_taps(y)?;
-        Ok(hypercolumn(&x, &taps, self.head.standardisation())?)
+        Ok(HypercolumnParts::new(&x, &taps, self.head.standardisation())?)
     }
 
     /// The trunk's input (the gray, normalised) and its taps.
@@ -112,8 +118,8 @@ impl Colorizer {
     /// Predicted (U, V) / 255 in (0, 1): [n, 2, h, w], blurred by the
     /// head's `chroma_smoothing`.
     pub fn predict(&self, y: &Tensor) -> Result<Tensor, ModelError> {
-        let t = self.hypercolumn(y)?;
-        let uv = candle_nn::ops::sigmoid(&self.logits(&t)?)?;
+        let parts = self.hypercolumn_parts(y)?;
+        let uv = candle_nn::ops::sigmoid(&self.head.forward_parts(&parts)?)?;
         Ok(smooth_chroma(&uv, self.head.config().chroma_smoothing)?)
     }
 

@@ -15,8 +15,9 @@
 use crate::config::Loss;
 use crate::loss::{loss, loss_gradient};
 use candle_core::{DType, Result, Tensor, D};
-use colorize_model::conv::{pad_spatial, Conv2d};
-use colorize_model::hypercolumn::Pixel;
+use colorize_model::conv::{weight_gradient, Conv2d};
+use colorize_model::first_conv::{first_conv, first_conv_weight_gradient};
+use colorize_model::hypercolumn::{HypercolumnParts, Pixel};
 use colorize_model::{Colorizer, HypercolumnHead, ModelError};
 use std::collections::HashMap;
 
@@ -29,46 +30,45 @@ pub struct StepGradients {
 /// What a step is trained on.
 #[derive(Clone, Copy, Debug)]
 pub enum Supervision<'a> {
-    /// Every pixel: the input is dense hypercolumns [n, 451, h, w], the
-    /// targets [n, 2, h, w].
-    Dense { targets: &'a Tensor },
-    /// Sampled pixels: the input is windows [N, 451, r, r] around them (see
+    /// Every pixel: the hypercolumn (as its parts, see `first_conv`) of
+    /// [n, h, w] images against targets [n, 2, h, w].
+    Dense { hypercolumn: &'a HypercolumnParts, targets: &'a Tensor },
+    /// Sampled pixels: windows [N, 451, r, r] around them (see
     /// `hypercolumn_patches`; r is the head's receptive field), the targets
     /// [N, 2, 1, 1] at their centres, `inside` [N, 1, r, r] marks the window
     /// positions in the image. Zeroing conv1's output outside the image makes
     /// the window's centre equal the dense head's output there, so the
     /// gradients from the centres alone are exactly the dense ones with the
     /// loss at those pixels.
-    Centres { targets: &'a Tensor, inside: &'a Tensor },
+    Centres { windows: &'a Tensor, targets: &'a Tensor, inside: &'a Tensor },
 }
 
-/// Forward and backward of the head on `t` against targets in [0, 1].
-pub fn head_gradients(
-    head: &HypercolumnHead,
-    t: &Tensor,
-    supervision: Supervision<'_>,
-    kind: Loss,
-) -> Result<StepGradients> {
+/// Forward and backward of the head against targets in [0, 1].
+pub fn head_gradients(head: &HypercolumnHead, supervision: Supervision<'_>, kind: Loss) -> Result<StepGradients> {
     // The head's weights are trainable `Var`s; detached copies keep this
     // step's tensors (and the gradients returned) free of autograd graphs.
     let [conv1, conv2, out] = head.convs().map(|c| Conv2d::new(c.weight().detach(), c.bias().detach()));
     match supervision {
-        Supervision::Dense { targets } => dense_gradients([&conv1, &conv2, &out], t, targets, kind),
-        Supervision::Centres { targets, inside } => centre_gradients([&conv1, &conv2, &out], t, inside, targets, kind),
+        Supervision::Dense { hypercolumn, targets } => {
+            dense_gradients([&conv1, &conv2, &out], hypercolumn, targets, kind)
+        }
+        Supervision::Centres { windows, targets, inside } => {
+            centre_gradients([&conv1, &conv2, &out], windows, inside, targets, kind)
+        }
     }
 }
 
 fn dense_gradients(
     [conv1, conv2, out]: [&Conv2d; 3],
-    t: &Tensor,
+    t: &HypercolumnParts,
     targets: &Tensor,
     kind: Loss,
 ) -> Result<StepGradients> {
     let c1 = conv1.weight().dim(0)?;
     let c2 = conv2.weight().dim(0)?;
-    let (n, _, h, w) = t.dims4()?;
+    let (n, h, w) = t.size()?;
 
-    let a_pre = candle_core::Module::forward(conv1, t)?;
+    let a_pre = first_conv(conv1, t)?;
     let a = a_pre.relu()?;
     let b_pre = candle_core::Module::forward(conv2, &a)?;
     let b = b_pre.relu()?;
@@ -89,13 +89,13 @@ fn dense_gradients(
 
     // conv2, through its ReLU.
     let db_pre = (dq.narrow(1, c1, c2)? * relu_mask(&b_pre)?)?;
-    grads.insert("conv2.weight".to_string(), weight_gradient(&a, &db_pre, conv2)?);
+    grads.insert("conv2.weight".to_string(), weight_gradient(&a, &db_pre, conv2.weight().dim(3)?)?);
     grads.insert("conv2.bias".to_string(), sum_nhw(&db_pre)?);
     let da = (dq.narrow(1, 0, c1)? + input_gradient(&db_pre, conv2)?)?;
 
     // conv1, through its ReLU: the weight gradient only (T is constant).
     let da_pre = (da * relu_mask(&a_pre)?)?;
-    grads.insert("conv1.weight".to_string(), weight_gradient(t, &da_pre, conv1)?);
+    grads.insert("conv1.weight".to_string(), first_conv_weight_gradient(t, &da_pre, conv1.weight().dim(3)?)?);
     grads.insert("conv1.bias".to_string(), sum_nhw(&da_pre)?);
     Ok(StepGradients { loss: loss_value, grads })
 }
@@ -191,8 +191,8 @@ pub fn sampled_gradients(
 ) -> std::result::Result<StepGradients, ModelError> {
     let targets = Tensor::from_vec(targets, (pixels.len(), 2, 1, 1), y.device())?;
     let windows = model.hypercolumn_windows(y, pixels, model.head().config().receptive_field())?;
-    let supervision = Supervision::Centres { targets: &targets, inside: &windows.inside };
-    Ok(head_gradients(model.head(), &windows.features, supervision, kind)?)
+    let supervision = Supervision::Centres { windows: &windows.features, targets: &targets, inside: &windows.inside };
+    Ok(head_gradients(model.head(), supervision, kind)?)
 }
 
 fn relu_mask(x: &Tensor) -> Result<Tensor> {
@@ -201,31 +201,6 @@ fn relu_mask(x: &Tensor) -> Result<Tensor> {
 
 fn sum_nhw(x: &Tensor) -> Result<Tensor> {
     x.sum(0)?.sum(D::Minus1)?.sum(D::Minus1)
-}
-
-/// ∂L/∂W of a stride-1 'same' convolution, one kernel tap at a time:
-/// dW[:, :, ky, kx] = Σ_images dy · shift(x, ky, kx)ᵀ, a matrix product over
-/// the pixels. (Candle's own backward correlates x with dy as a k x k
-/// convolution whose im2col buffer is k²·n·h·w per input channel: 800 MB for
-/// the first head layer at 224.)
-fn weight_gradient(x: &Tensor, dy: &Tensor, conv: &Conv2d) -> Result<Tensor> {
-    let (n, cin, h, w) = x.dims4()?;
-    let cout = dy.dim(1)?;
-    let k = conv.weight().dim(3)?;
-    let pad = k / 2;
-    let wide = w + 2 * pad;
-    // Same wide layout as `Conv2d::forward`: dy gets zero columns where the
-    // wide grid has no output, and each tap's input is one slice of x.
-    let flat = pad_spatial(x, [pad, pad + 1, pad, pad])?.reshape((n, cin, (h + 2 * pad + 1) * wide))?;
-    let dy = pad_spatial(dy, [0, 0, 0, 2 * pad])?.reshape((n, cout, h * wide))?;
-    let mut taps = Vec::with_capacity(k * k);
-    for ky in 0..k {
-        for kx in 0..k {
-            let shifted = flat.narrow(2, ky * wide + kx, h * wide)?;
-            taps.push(dy.matmul(&shifted.transpose(1, 2)?)?.sum(0)?); // [cout, cin]
-        }
-    }
-    Tensor::stack(&taps, 2)?.reshape((cout, cin, k, k))
 }
 
 /// ∂L/∂x of a stride-1 'same' convolution: the output gradient convolved

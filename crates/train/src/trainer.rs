@@ -241,8 +241,12 @@ pub fn train(
             None => {
                 let uv = Tensor::from_slice(&batch.uv, (n, 2, s, s), &options.device)?;
                 let targets = (uv.to_dtype(DType::F32)? / 255.0)?;
-                let hypercolumn = model.hypercolumn(&y)?;
-                head_gradients(model.head(), &hypercolumn, Supervision::Dense { targets: &targets }, cfg.loss)?
+                let hypercolumn = model.hypercolumn_parts(&y)?;
+                head_gradients(
+                    model.head(),
+                    Supervision::Dense { hypercolumn: &hypercolumn, targets: &targets },
+                    cfg.loss,
+                )?
             }
             Some(per_image) => {
                 let pixels = sample_pixels(n, s, per_image, cfg.seed, state.step);

@@ -20,10 +20,12 @@ fn hand_written_gradients_equal_autograd() {
     let gray: Vec<u8> = (0..n * s * s).map(|_| rng.below(256) as u8).collect();
     let targets: Vec<f32> = (0..n * 2 * s * s).map(|_| rng.unit_f64() as f32).collect();
     let targets = Tensor::from_vec(targets, (n, 2, s, s), &device).unwrap();
-    let t = model.hypercolumn(&model.gray_tensor(&gray, n, s, s).unwrap()).unwrap();
+    let parts = model.hypercolumn_parts(&model.gray_tensor(&gray, n, s, s).unwrap()).unwrap();
+    let t = parts.dense().unwrap();
 
     for kind in [Loss::Bce, Loss::L2] {
-        let hand = head_gradients(model.head(), &t, Supervision::Dense { targets: &targets }, kind).unwrap();
+        let supervision = Supervision::Dense { hypercolumn: &parts, targets: &targets };
+        let hand = head_gradients(model.head(), supervision, kind).unwrap();
         let logits = model.logits(&t).unwrap();
         let auto_loss = loss(kind, &logits, &targets).unwrap();
         let auto = auto_loss.backward().unwrap();
@@ -87,8 +89,9 @@ fn windows_against_dense(k1: usize, k2: usize) {
     let at_pixels =
         flat.index_select(&Tensor::new(rows, &device).unwrap(), 0).unwrap().reshape((pixels.len(), 2, 1, 1)).unwrap();
     for kind in [Loss::Bce, Loss::L2] {
-        let supervision = Supervision::Centres { targets: &targets, inside: &windows.inside };
-        let hand = head_gradients(model.head(), &windows.features, supervision, kind).unwrap();
+        let supervision =
+            Supervision::Centres { windows: &windows.features, targets: &targets, inside: &windows.inside };
+        let hand = head_gradients(model.head(), supervision, kind).unwrap();
         let auto_loss = loss(kind, &at_pixels, &targets).unwrap();
         let auto = auto_loss.backward().unwrap();
         let auto_value = auto_loss.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();

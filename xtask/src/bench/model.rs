@@ -5,6 +5,7 @@
 //! issue's sizes. Ours also trains on sampled pixels (`train.sampled_pixels`),
 //! which PyTorch has no counterpart for here.
 //!
+//! Forward and step rows are the fastest of `REPEATS` runs on each side.
 //! Peak memory is each process's high-water mark so far (rows run in the
 //! same order in both), so a row's figure covers the rows before it.
 
@@ -23,6 +24,11 @@ use std::time::Instant;
 /// (side, batch) of each row, in order.
 const ROWS: [(usize, usize); 4] = [(224, 1), (224, 4), (64, 16), (128, 8)];
 
+/// Each forward and step row is the fastest of this many runs, on both
+/// sides: this machine's speed drifts by tens of percent between minutes,
+/// and a single run compares the two at different moments.
+const REPEATS: usize = 3;
+
 const PEER: &str = r#"
 import sys, time
 import torch
@@ -30,6 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 torch.set_num_threads(int(sys.argv[1]))
+REPEATS = int(sys.argv[2])
 torch.manual_seed(1)
 trunk_layers = [(3, 64), (64, 64), "pool", (64, 128), (128, 128), "pool", (128, 256), (256, 256), (256, 256)]
 
@@ -75,17 +82,22 @@ for side, batch in [(224, 1), (224, 4), (64, 16), (128, 8)]:
     target = torch.full((batch, 2, side, side), 0.5)
     with torch.no_grad():
         torch.sigmoid(net.head(net.hypercolumn(x)))  # warm-up
+    forward = float("inf")
+    for _ in range(REPEATS):
         start = time.perf_counter()
-        torch.sigmoid(net.head(net.hypercolumn(x)))
-        forward = time.perf_counter() - start
+        with torch.no_grad():
+            torch.sigmoid(net.head(net.hypercolumn(x)))
+        forward = min(forward, time.perf_counter() - start)
     print(f"forward {side} {batch} {forward} {peak_mib()}", flush=True)
-    start = time.perf_counter()
-    with torch.no_grad():
-        t = net.hypercolumn(x)
-    net.zero_grad(set_to_none=True)
-    loss = F.binary_cross_entropy_with_logits(net.head(t), target)
-    loss.backward()
-    step = time.perf_counter() - start
+    step = float("inf")
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        with torch.no_grad():
+            t = net.hypercolumn(x)
+        net.zero_grad(set_to_none=True)
+        loss = F.binary_cross_entropy_with_logits(net.head(t), target)
+        loss.backward()
+        step = min(step, time.perf_counter() - start)
     print(f"step {side} {batch} {step} {peak_mib()}", flush=True)
 "#;
 
@@ -135,15 +147,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let y = model.gray_tensor(&gray, batch, side, side)?;
         let targets = Tensor::full(0.5f32, (batch, 2, side, side), &device)?.to_dtype(DType::F32)?;
         model.predict(&y)?; // warm-up
-        let start = Instant::now();
-        model.predict(&y)?;
-        rows.push(row(format!("forward {side} {batch}"), start, batch, trunk + head));
+        let seconds = fastest(|| Ok(model.predict(&y).map(drop)?))?;
+        rows.push(row(format!("forward {side} {batch}"), seconds, batch, trunk + head));
 
-        let start = Instant::now();
-        let t = model.hypercolumn(&y)?;
-        let step = head_gradients(model.head(), &t, Supervision::Dense { targets: &targets }, Loss::Bce)?;
-        anyhow::ensure!(step.loss.is_finite(), "the training step's loss is not finite");
-        rows.push(row(format!("step {side} {batch}"), start, batch, trunk + head + backward));
+        let seconds = fastest(|| {
+            let t = model.hypercolumn_parts(&y)?;
+            let supervision = Supervision::Dense { hypercolumn: &t, targets: &targets };
+            let step = head_gradients(model.head(), supervision, Loss::Bce)?;
+            anyhow::ensure!(step.loss.is_finite(), "the training step's loss is not finite");
+            Ok(())
+        })?;
+        rows.push(row(format!("step {side} {batch}"), seconds, batch, trunk + head + backward));
 
         // Sampled-pixel training: one pixel in 64.
         let per_image = side * side / 64;
@@ -151,7 +165,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let pixels = sample_pixels(batch, side, per_image, 1, 0);
         let step = sampled_gradients(&model, &y, &pixels, vec![0.5; 2 * pixels.len()], Loss::Bce)?;
         anyhow::ensure!(step.loss.is_finite(), "the sampled step's loss is not finite");
-        rows.push(row(format!("sampled {side} {batch}"), start, batch, f64::NAN));
+        rows.push(row(format!("sampled {side} {batch}"), start.elapsed().as_secs_f64(), batch, f64::NAN));
     }
 
     let peer = if args.no_peer { HashMap::new() } else { pytorch_rows(threads) };
@@ -197,8 +211,18 @@ fn number(x: f64, decimals: usize) -> String {
     }
 }
 
-fn row(name: String, start: Instant, batch: usize, gflop_per_image: f64) -> Row {
-    let seconds = start.elapsed().as_secs_f64();
+/// The fastest of `REPEATS` runs of `work`, in seconds.
+fn fastest(mut work: impl FnMut() -> Result<()>) -> Result<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..REPEATS {
+        let start = Instant::now();
+        work()?;
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+fn row(name: String, seconds: f64, batch: usize, gflop_per_image: f64) -> Row {
     Row { name, images_per_s: batch as f64 / seconds, peak_mib: peak_mib(), gflop_per_image }
 }
 
@@ -206,7 +230,8 @@ fn row(name: String, start: Instant, batch: usize, gflop_per_image: f64) -> Row 
 /// it cannot be installed or run (PyPI's Linux wheel brings gigabytes of
 /// CUDA libraries).
 fn pytorch_rows(threads: usize) -> HashMap<String, (f64, f64)> {
-    let result = python_with(&["torch", "numpy"]).and_then(|python| run_python(&python, PEER, &[threads.to_string()]));
+    let result = python_with(&["torch", "numpy"])
+        .and_then(|python| run_python(&python, PEER, &[threads.to_string(), REPEATS.to_string()]));
     match result {
         Ok(out) => out
             .lines()
