@@ -310,10 +310,18 @@ pub fn weight_gradient(x: &Tensor, dy: &Tensor, k: usize) -> Result<Tensor> {
     // Same wide layout as `Conv2d::forward`: dy gets zero columns where the
     // wide grid has no output, and each tap's input is one slice of x.
     let padded = pad_spatial(x, [pad, pad + 1, pad, pad])?;
-    let dy = pad_spatial(dy, [0, 0, 0, 2 * pad])?;
     if padded.device().is_cpu() && padded.dtype() == candle_core::DType::F32 {
+        // Pieces make one product as wide as cin·k² per piece, taps k²
+        // products as wide as cin, over longer pieces of pixels. Measured
+        // side by side at 224: pieces 1.3-1.9x faster for the head's first
+        // layer (128 channels out), taps 1.1-1.3x for its second (16 out).
+        if cout >= 64 {
+            return padded.apply_op2_no_bwd(&dy.contiguous()?, &PiecewiseWeightGradient { k });
+        }
+        let dy = pad_spatial(dy, [0, 0, 0, 2 * pad])?;
         return padded.apply_op2_no_bwd(&dy, &TapWeightGradient { k });
     }
+    let dy = pad_spatial(dy, [0, 0, 0, 2 * pad])?;
     let flat = padded.reshape((n, cin, (h + 2 * pad + 1) * wide))?;
     let dy = dy.reshape((n, cout, h * wide))?;
     let mut taps = Vec::with_capacity(k * k);
@@ -324,6 +332,106 @@ pub fn weight_gradient(x: &Tensor, dy: &Tensor, k: usize) -> Result<Tensor> {
         }
     }
     Tensor::stack(&taps, 2)?.reshape((cout, cin, k, k))
+}
+
+/// `weight_gradient` on the CPU, as `PiecewiseColumns` runs the forward: per
+/// piece of output rows, the columns [cin·k², pixels] are copied out of the
+/// padded input and dW [cout, cin·k²] += dy[:, piece] · columnsᵀ, one gemm.
+/// Each thread sums its pieces into its own gradient; the threads' are
+/// added at the end. Inputs: x padded as `Conv2d::forward` pads it [n, cin,
+/// h + 2p + 1, w + 2p] and dy [n, cout, h, w]; output [cout, cin, k, k].
+struct PiecewiseWeightGradient {
+    k: usize,
+}
+
+/// Output pixels per piece of `PiecewiseWeightGradient` (whole rows, at least one).
+const GRADIENT_PIECE: usize = 1024;
+
+impl candle_core::CustomOp2 for PiecewiseWeightGradient {
+    fn name(&self) -> &'static str {
+        "conv2d-piecewise-weight-gradient"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &candle_core::CpuStorage,
+        x_layout: &candle_core::Layout,
+        dy: &candle_core::CpuStorage,
+        dy_layout: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let k = self.k;
+        let pad = k / 2;
+        let (n, cin, padded_h, wide) = x_layout.shape().dims4()?;
+        let (dy_n, cout, h, w) = dy_layout.shape().dims4()?;
+        if dy_n != n || wide != w + 2 * pad || padded_h != h + 2 * pad + 1 {
+            candle_core::bail!("{}: shapes do not fit together", self.name());
+        }
+        let x = contiguous_f32(x, x_layout, self.name())?;
+        let dy = contiguous_f32(dy, dy_layout, self.name())?;
+        let plane = padded_h * wide;
+        let depth = cin * k * k;
+        let rows_per_piece = (GRADIENT_PIECE / w).clamp(1, h);
+        let piece_len = rows_per_piece * w;
+        let pieces: Vec<(usize, usize)> =
+            (0..n).flat_map(|i| (0..h).step_by(rows_per_piece).map(move |row| (i, row))).collect();
+        let out = pieces
+            .par_iter()
+            .fold(
+                || (zeroed(cout * depth), zeroed(depth * piece_len)),
+                |(mut acc, mut columns), &(i, first_row)| {
+                    let rows = rows_per_piece.min(h - first_row);
+                    let pixels = rows * w;
+                    let image = &x[i * cin * plane..(i + 1) * cin * plane];
+                    for (index, column) in columns.chunks_exact_mut(piece_len).enumerate() {
+                        let (c, tap) = (index / (k * k), index % (k * k));
+                        let (ky, kx) = (tap / k, tap % k);
+                        for (r, dst) in column.chunks_exact_mut(w).take(rows).enumerate() {
+                            let start = c * plane + (first_row + r + ky) * wide + kx;
+                            dst.copy_from_slice(&image[start..start + w]);
+                        }
+                    }
+                    let grad = &dy[i * cout * h * w + first_row * w..];
+                    debug_assert!((cout - 1) * h * w + pixels <= grad.len());
+                    // SAFETY: dst is acc [cout, depth]; lhs is dy's piece,
+                    // cout x pixels (row stride h·w); rhs is the columns
+                    // transposed, pixels x depth (column stride piece_len):
+                    // all in bounds (above).
+                    unsafe {
+                        gemm::gemm(
+                            cout,
+                            depth,
+                            pixels,
+                            acc.as_mut_ptr(),
+                            1,
+                            depth as isize,
+                            true,
+                            grad.as_ptr(),
+                            1,
+                            (h * w) as isize,
+                            columns.as_ptr(),
+                            piece_len as isize,
+                            1,
+                            1.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
+                    }
+                    (acc, columns)
+                },
+            )
+            .map(|(acc, _)| acc)
+            .reduce(
+                || zeroed(cout * depth),
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                    a
+                },
+            );
+        Ok((candle_core::CpuStorage::F32(out), (cout, cin, k, k).into()))
+    }
 }
 
 /// `weight_gradient` on the CPU: each tap's product accumulated over the
@@ -451,9 +559,10 @@ mod tests {
     #[test]
     fn the_weight_gradient_equals_autograd_through_candles_convolution() {
         let d = Device::Cpu;
-        // 70 x 60 pictures: more pixels per image than one piece of the
-        // CPU reduction, so pieces and images are both summed.
-        for (cin, cout, k, h, w) in [(5, 7, 3, 70, 60), (3, 4, 5, 9, 6), (4, 2, 1, 5, 5)] {
+        // 70 x 60 pictures: more pixels per image than one piece of either
+        // CPU reduction, so pieces and images are both summed; 64 channels
+        // out take the piecewise one, fewer the tap-wise.
+        for (cin, cout, k, h, w) in [(5, 7, 3, 70, 60), (3, 64, 3, 70, 60), (3, 4, 5, 9, 6), (4, 2, 1, 5, 5)] {
             let x = Tensor::randn(0f32, 1.0, (2, cin, h, w), &d).unwrap();
             let weight = candle_core::Var::randn(0f32, 1.0, (cout, cin, k, k), &d).unwrap();
             let conv = Conv2d::new(weight.as_tensor().clone(), Tensor::zeros(cout, DType::F32, &d).unwrap());

@@ -78,16 +78,34 @@ pub fn first_conv_weight_gradient(parts: &HypercolumnParts, dy: &Tensor, k: usiz
     }
     let (n, c1, h, w) = dy.dims4()?;
     let mut grads = vec![weight_gradient(&parts.full, dy, k)?];
-    if !parts.coarse.is_empty() {
-        let dy_last = to_channels_last(&dy.contiguous()?)?; // [n, Y, X, c1]
-        for part in &parts.coarse {
-            let (_, c, ph, pw) = part.dims4()?;
-            let rows = row_operator(h, ph, k).transpose().apply(&dy_last, w * c1)?; // [n, (y, ky), X·c1]
-            let d_products = column_operator(w, pw, k).transpose().apply(&rows, c1)?; // [n·ph, (x, ky, kx), c1]
-            let d_products = d_products.reshape((n * ph * pw, k * k * c1))?;
-            let d_taps = channels_last(part)?.t()?.matmul(&d_products)?; // [c, (ky, kx, c1)]
-            grads.push(d_taps.reshape((c, k, k, c1))?.permute((3, 0, 1, 2))?);
+    let operators: Vec<_> = parts
+        .coarse
+        .iter()
+        .map(|part| {
+            let (_, _, ph, pw) = part.dims4()?;
+            Ok((row_operator(h, ph, k).transpose(), column_operator(w, pw, k).transpose()))
+        })
+        .collect::<Result<_>>()?;
+    // Image by image, summed: whole-batch buffers (231 MB for conv2_2's at
+    // 224, batch 4) made this 4x slower than the images one at a time.
+    let mut d_taps: Vec<Option<Tensor>> = vec![None; parts.coarse.len()];
+    for i in 0..n {
+        let dy_last = to_channels_last(&dy.narrow(0, i, 1)?.contiguous()?)?; // [Y, X, c1]
+        for ((part, (rows_t, columns_t)), sum) in parts.coarse.iter().zip(&operators).zip(&mut d_taps) {
+            let (_, _, ph, pw) = part.dims4()?;
+            let rows = rows_t.apply(&dy_last, w * c1)?; // [(y, ky), X·c1]
+            let d_products = columns_t.apply(&rows, c1)?.reshape((ph * pw, k * k * c1))?; // [(y, x), (ky, kx, c1)]
+            let image = channels_last(&part.narrow(0, i, 1)?)?.t()?.matmul(&d_products)?; // [c, (ky, kx, c1)]
+            *sum = Some(match sum.take() {
+                None => image,
+                Some(s) => (s + image)?,
+            });
         }
+    }
+    for (part, sum) in parts.coarse.iter().zip(d_taps) {
+        let c = part.dim(1)?;
+        let sum = sum.map_or_else(|| Tensor::zeros((c, k * k * c1), DType::F32, dy.device()), Ok)?;
+        grads.push(sum.reshape((c, k, k, c1))?.permute((3, 0, 1, 2))?);
     }
     Tensor::cat(&grads, 1)?.contiguous()
 }

@@ -84,17 +84,19 @@ fn dense_gradients(
     let d_out_w = dz_flat.matmul(&q_flat.transpose(1, 2)?)?.sum(0)?.reshape((2, c1 + c2, 1, 1))?;
     grads.insert("out.weight".to_string(), d_out_w);
     grads.insert("out.bias".to_string(), sum_nhw(&dz)?);
+    // dq = Woutᵀ · dz, as its a and b parts (each contiguous).
     let w_out_t = out.weight().reshape((2, c1 + c2))?.t()?;
-    let dq = w_out_t.broadcast_matmul(&dz_flat)?.reshape((n, c1 + c2, h, w))?;
+    let dq_a = w_out_t.narrow(0, 0, c1)?.broadcast_matmul(&dz_flat)?.reshape((n, c1, h, w))?;
+    let dq_b = w_out_t.narrow(0, c1, c2)?.broadcast_matmul(&dz_flat)?.reshape((n, c2, h, w))?;
 
     // conv2, through its ReLU.
-    let db_pre = (dq.narrow(1, c1, c2)? * relu_mask(&b_pre)?)?;
+    let db_pre = relu_backward(dq_b, None, &b_pre)?;
     grads.insert("conv2.weight".to_string(), weight_gradient(&a, &db_pre, conv2.weight().dim(3)?)?);
     grads.insert("conv2.bias".to_string(), sum_nhw(&db_pre)?);
-    let da = (dq.narrow(1, 0, c1)? + input_gradient(&db_pre, conv2)?)?;
 
-    // conv1, through its ReLU: the weight gradient only (T is constant).
-    let da_pre = (da * relu_mask(&a_pre)?)?;
+    // conv1, through its ReLU (a feeds both q and conv2): the weight
+    // gradient only (T is constant).
+    let da_pre = relu_backward(input_gradient(&db_pre, conv2)?, Some(&dq_a), &a_pre)?;
     grads.insert("conv1.weight".to_string(), first_conv_weight_gradient(t, &da_pre, conv1.weight().dim(3)?)?);
     grads.insert("conv1.bias".to_string(), sum_nhw(&da_pre)?);
     Ok(StepGradients { loss: loss_value, grads })
@@ -193,6 +195,95 @@ pub fn sampled_gradients(
     let windows = model.hypercolumn_windows(y, pixels, model.head().config().receptive_field())?;
     let supervision = Supervision::Centres { windows: &windows.features, targets: &targets, inside: &windows.inside };
     Ok(head_gradients(model.head(), supervision, kind)?)
+}
+
+/// (`grad` + `extra`) where `pre` > 0, else 0: the gradient through a
+/// ReLU, with a second gradient summed in. On the CPU one pass, in place in
+/// `grad` (a tensor of this step's own): candle's sum, mask, conversion and
+/// product made four new tensors of the layer's size, whose first writes
+/// (page faults) cost more than the arithmetic at batch 4.
+fn relu_backward(grad: Tensor, extra: Option<&Tensor>, pre: &Tensor) -> Result<Tensor> {
+    let cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+    if cpu(&grad) && cpu(pre) && extra.is_none_or(cpu) {
+        let grad = grad.contiguous()?;
+        let pre = pre.contiguous()?;
+        match extra {
+            Some(extra) => grad.inplace_op3(&extra.contiguous()?, &pre, &ReluBackward)?,
+            None => grad.inplace_op2(&pre, &ReluBackward)?,
+        }
+        return Ok(grad);
+    }
+    let sum = match extra {
+        Some(extra) => (grad + extra)?,
+        None => grad,
+    };
+    sum * relu_mask(pre)?
+}
+
+struct ReluBackward;
+
+impl ReluBackward {
+    fn slice<'a>(s: &'a candle_core::CpuStorage, l: &candle_core::Layout) -> Result<&'a [f32]> {
+        match (s, l.contiguous_offsets()) {
+            (candle_core::CpuStorage::F32(d), Some((a, b))) => Ok(&d[a..b]),
+            _ => candle_core::bail!("relu-backward takes contiguous f32 tensors"),
+        }
+    }
+
+    fn run(
+        grad: &mut candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+        extra: Option<&[f32]>,
+        pre: &[f32],
+    ) -> Result<()> {
+        let (candle_core::CpuStorage::F32(g), Some((a, b))) = (grad, layout.contiguous_offsets()) else {
+            candle_core::bail!("relu-backward takes contiguous f32 tensors");
+        };
+        let g = &mut g[a..b];
+        if pre.len() != g.len() || extra.is_some_and(|e| e.len() != g.len()) {
+            candle_core::bail!("relu-backward: tensors of different sizes");
+        }
+        match extra {
+            Some(e) => g.iter_mut().zip(e).zip(pre).for_each(|((g, e), p)| *g = if *p > 0.0 { *g + e } else { 0.0 }),
+            None => g.iter_mut().zip(pre).for_each(|(g, p)| *g = if *p > 0.0 { *g } else { 0.0 }),
+        }
+        Ok(())
+    }
+}
+
+impl candle_core::InplaceOp2 for ReluBackward {
+    fn name(&self) -> &'static str {
+        "relu-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        grad: &mut candle_core::CpuStorage,
+        grad_layout: &candle_core::Layout,
+        pre: &candle_core::CpuStorage,
+        pre_layout: &candle_core::Layout,
+    ) -> Result<()> {
+        ReluBackward::run(grad, grad_layout, None, ReluBackward::slice(pre, pre_layout)?)
+    }
+}
+
+impl candle_core::InplaceOp3 for ReluBackward {
+    fn name(&self) -> &'static str {
+        "relu-backward-of-a-sum"
+    }
+
+    fn cpu_fwd(
+        &self,
+        grad: &mut candle_core::CpuStorage,
+        grad_layout: &candle_core::Layout,
+        extra: &candle_core::CpuStorage,
+        extra_layout: &candle_core::Layout,
+        pre: &candle_core::CpuStorage,
+        pre_layout: &candle_core::Layout,
+    ) -> Result<()> {
+        let extra = ReluBackward::slice(extra, extra_layout)?;
+        ReluBackward::run(grad, grad_layout, Some(extra), ReluBackward::slice(pre, pre_layout)?)
+    }
 }
 
 fn relu_mask(x: &Tensor) -> Result<Tensor> {

@@ -5,20 +5,23 @@
 //! issue's sizes. Ours also trains on sampled pixels (`train.sampled_pixels`),
 //! which PyTorch has no counterpart for here.
 //!
-//! Forward and step rows are the fastest of `REPEATS` runs on each side.
+//! Forward and step rows are the fastest of `REPEATS` runs on each side,
+//! ours and PyTorch's alternating (PyTorch in a child process that times
+//! one run per request), so that both meet the machine in the same state.
 //! Peak memory is each process's high-water mark so far (rows run in the
 //! same order in both), so a row's figure covers the rows before it.
 
-use super::{python_with, run_python};
+use super::python_with;
 use crate::flags::BenchArgs;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use colorize_model::weights::embedded_trunk;
 use colorize_model::{Colorizer, HeadConfig};
 use colorize_train::sampling::sample_pixels;
 use colorize_train::step::{head_gradients, sampled_gradients, Supervision};
 use colorize_train::Loss;
-use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
 /// (side, batch) of each row, in order.
@@ -36,7 +39,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 torch.set_num_threads(int(sys.argv[1]))
-REPEATS = int(sys.argv[2])
 torch.manual_seed(1)
 trunk_layers = [(3, 64), (64, 64), "pool", (64, 128), (128, 128), "pool", (128, 256), (256, 256), (256, 256)]
 
@@ -76,29 +78,31 @@ def peak_mib():
             return int(line.split()[1]) / 1024.0
     return float("nan")
 
+# One timed run per request line "forward|step SIDE BATCH", answered with
+# "SECONDS PEAK_MIB": the bench interleaves these with its own runs.
 net = Net()
-for side, batch in [(224, 1), (224, 4), (64, 16), (128, 8)]:
-    x = torch.full((batch, 3, side, side), 0.1)
-    target = torch.full((batch, 2, side, side), 0.5)
-    with torch.no_grad():
-        torch.sigmoid(net.head(net.hypercolumn(x)))  # warm-up
-    forward = float("inf")
-    for _ in range(REPEATS):
-        start = time.perf_counter()
+inputs = {}
+for line in sys.stdin:
+    kind, side, batch = line.split()
+    side, batch = int(side), int(batch)
+    if (side, batch) not in inputs:
+        x = torch.full((batch, 3, side, side), 0.1)
+        target = torch.full((batch, 2, side, side), 0.5)
+        inputs[(side, batch)] = (x, target)
+        with torch.no_grad():
+            torch.sigmoid(net.head(net.hypercolumn(x)))  # warm-up
+    x, target = inputs[(side, batch)]
+    start = time.perf_counter()
+    if kind == "forward":
         with torch.no_grad():
             torch.sigmoid(net.head(net.hypercolumn(x)))
-        forward = min(forward, time.perf_counter() - start)
-    print(f"forward {side} {batch} {forward} {peak_mib()}", flush=True)
-    step = float("inf")
-    for _ in range(REPEATS):
-        start = time.perf_counter()
+    else:
         with torch.no_grad():
             t = net.hypercolumn(x)
         net.zero_grad(set_to_none=True)
         loss = F.binary_cross_entropy_with_logits(net.head(t), target)
         loss.backward()
-        step = min(step, time.perf_counter() - start)
-    print(f"step {side} {batch} {step} {peak_mib()}", flush=True)
+    print(f"{time.perf_counter() - start} {peak_mib()}", flush=True)
 "#;
 
 /// Peak resident memory of this process so far (VmHWM), in MiB.
@@ -111,11 +115,20 @@ fn peak_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// Floating-point operations per image of the trunk, the head's forward
-/// and the head's backward (weight gradients of all three layers, input
-/// gradient of conv2 and out only: the hypercolumn needs none).
-fn gflop_per_image(side: usize) -> (f64, f64, f64) {
-    let conv = |cin: usize, cout: usize, k: usize, s: usize| 2.0 * (cin * cout * k * k * s * s) as f64;
+/// Arithmetic per image, in GFLOP: as PyTorch computes it (the dense
+/// hypercolumn) and as this project does (the head's first convolution on
+/// the hypercolumn's parts, `first_conv`).
+#[derive(Clone, Copy)]
+struct Gflop {
+    dense: f64,
+    ours: f64,
+}
+
+/// The arithmetic of a forward pass and of a training step (the head's
+/// backward: weight gradients of all three layers, input gradient of conv2
+/// and out only, the hypercolumn needs none).
+fn gflop_per_image(side: usize) -> (Gflop, Gflop) {
+    let conv = |cin: usize, cout: usize, k: usize, s: usize| 2.0 * (cin * cout * k * k * s * s) as f64 / 1e9;
     let s = side;
     let trunk = conv(3, 64, 3, s)
         + conv(64, 64, 3, s)
@@ -123,41 +136,105 @@ fn gflop_per_image(side: usize) -> (f64, f64, f64) {
         + conv(128, 128, 3, s / 2)
         + conv(128, 256, 3, s / 4)
         + 2.0 * conv(256, 256, 3, s / 4);
-    let (c1, c2, c3) = (conv(451, 128, 3, s), conv(128, 16, 3, s), conv(144, 2, 1, s));
-    let head = c1 + c2 + c3;
-    let backward = (c1 + c2 + c3) + (c2 + c3);
-    (trunk / 1e9, head / 1e9, backward / 1e9)
+    let dense_conv1 = conv(451, 128, 3, s);
+    // The full-size parts at full size, each coarse part's products at its own.
+    let parts_conv1 = conv(67, 128, 3, s) + conv(128, 128, 3, s / 2) + conv(256, 128, 3, s / 4);
+    let (c2, c3) = (conv(128, 16, 3, s), conv(144, 2, 1, s));
+    let forward = |conv1: f64| trunk + conv1 + c2 + c3;
+    let step = |conv1: f64| forward(conv1) + (conv1 + c2 + c3) + (c2 + c3);
+    (
+        Gflop { dense: forward(dense_conv1), ours: forward(parts_conv1) },
+        Gflop { dense: step(dense_conv1), ours: step(parts_conv1) },
+    )
+}
+
+/// The machine's f32 peak as gemm reaches it: the fastest of `REPEATS`
+/// 2048 x 2048 matrix products (candle's matmul, the gemm crate with its
+/// AVX-512 kernels), on the bench's threads. GFLOP/s.
+fn gemm_peak(device: &Device) -> Result<f64> {
+    let n = 2048;
+    let a = Tensor::randn(0f32, 1.0, (n, n), device)?;
+    let b = Tensor::randn(0f32, 1.0, (n, n), device)?;
+    a.matmul(&b)?; // warm-up
+    let mut seconds = f64::INFINITY;
+    for _ in 0..REPEATS {
+        seconds = seconds.min(timed(|| Ok(a.matmul(&b).map(drop)?))?);
+    }
+    Ok(2.0 * (n * n * n) as f64 / seconds / 1e9)
 }
 
 struct Row {
     name: String,
-    images_per_s: f64,
+    batch: usize,
+    timing: Timing,
+    /// Our process's high-water mark after this row.
     peak_mib: f64,
-    gflop_per_image: f64,
+    gflop_per_image: Gflop,
+}
+
+/// The fastest run of a row on each side, in seconds (infinite: not run),
+/// and the peer's high-water mark after it.
+#[derive(Clone, Copy, Debug)]
+struct Timing {
+    ours: f64,
+    peer: f64,
+    peer_peak_mib: f64,
+}
+
+impl Default for Timing {
+    fn default() -> Timing {
+        Timing { ours: f64::INFINITY, peer: f64::INFINITY, peer_peak_mib: f64::NAN }
+    }
+}
+
+impl Timing {
+    fn ours(&mut self, seconds: f64) {
+        self.ours = self.ours.min(seconds);
+    }
+
+    /// Records a peer run; a failed one is reported and leaves the row without a peer.
+    fn peer(&mut self, run: Option<Result<(f64, f64)>>) {
+        match run {
+            Some(Ok((seconds, peak))) => {
+                self.peer = self.peer.min(seconds);
+                self.peer_peak_mib = peak;
+            }
+            Some(Err(e)) => println!("PyTorch run failed: {e:#}"),
+            None => {}
+        }
+    }
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
     let device = Device::Cpu;
     let threads = rayon::current_num_threads();
     let model = Colorizer::new(&embedded_trunk(), HeadConfig::default(), 1, &device)?;
+    let mut peer = if args.no_peer { None } else { PytorchPeer::start(threads) };
     let mut rows = Vec::new();
     for (side, batch) in ROWS {
-        let (trunk, head, backward) = gflop_per_image(side);
+        let (forward_work, step_work) = gflop_per_image(side);
         let gray = vec![128u8; batch * side * side];
         let y = model.gray_tensor(&gray, batch, side, side)?;
         let targets = Tensor::full(0.5f32, (batch, 2, side, side), &device)?.to_dtype(DType::F32)?;
         model.predict(&y)?; // warm-up
-        let seconds = fastest(|| Ok(model.predict(&y).map(drop)?))?;
-        rows.push(row(format!("forward {side} {batch}"), seconds, batch, trunk + head));
-
-        let seconds = fastest(|| {
-            let t = model.hypercolumn_parts(&y)?;
-            let supervision = Supervision::Dense { hypercolumn: &t, targets: &targets };
-            let step = head_gradients(model.head(), supervision, Loss::Bce)?;
-            anyhow::ensure!(step.loss.is_finite(), "the training step's loss is not finite");
-            Ok(())
-        })?;
-        rows.push(row(format!("step {side} {batch}"), seconds, batch, trunk + head + backward));
+                            // Ours and PyTorch's runs alternate, so that both see the machine
+                            // in the same state; each keeps its fastest.
+        let mut forward = Timing::default();
+        let mut step = Timing::default();
+        for _ in 0..REPEATS {
+            forward.ours(timed(|| Ok(model.predict(&y).map(drop)?))?);
+            forward.peer(peer.as_mut().map(|p| p.time("forward", side, batch)));
+            step.ours(timed(|| {
+                let t = model.hypercolumn_parts(&y)?;
+                let supervision = Supervision::Dense { hypercolumn: &t, targets: &targets };
+                let step = head_gradients(model.head(), supervision, Loss::Bce)?;
+                anyhow::ensure!(step.loss.is_finite(), "the training step's loss is not finite");
+                Ok(())
+            })?);
+            step.peer(peer.as_mut().map(|p| p.time("step", side, batch)));
+        }
+        rows.push(row(format!("forward {side} {batch}"), forward, batch, forward_work));
+        rows.push(row(format!("step {side} {batch}"), step, batch, step_work));
 
         // Sampled-pixel training: one pixel in 64.
         let per_image = side * side / 64;
@@ -165,14 +242,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let pixels = sample_pixels(batch, side, per_image, 1, 0);
         let step = sampled_gradients(&model, &y, &pixels, vec![0.5; 2 * pixels.len()], Loss::Bce)?;
         anyhow::ensure!(step.loss.is_finite(), "the sampled step's loss is not finite");
-        rows.push(row(format!("sampled {side} {batch}"), start.elapsed().as_secs_f64(), batch, f64::NAN));
+        let unknown = Gflop { dense: f64::NAN, ours: f64::NAN };
+        let sampled = Timing { ours: start.elapsed().as_secs_f64(), ..Timing::default() };
+        rows.push(row(format!("sampled {side} {batch}"), sampled, batch, unknown));
     }
 
-    let peer = if args.no_peer { HashMap::new() } else { pytorch_rows(threads) };
+    let peak = gemm_peak(&device)?;
     println!("bench model: trunk + hypercolumn + 451->128->16->2 head, random input, f32, {threads} threads");
+    println!("machine peak: {peak:.1} GFLOP/s (f32 2048 x 2048 matrix product, gemm with AVX-512, {threads} threads)");
     println!(
-        "{:<38} {:>10} {:>8} {:>8} {:>9} | {:>11} {:>8} {:>8} | {:>6}",
-        "row", "ours img/s", "GFLOP/s", "peak MiB", "GFLOP/img", "torch img/s", "GFLOP/s", "peak MiB", "ratio"
+        "{:<38} {:>10} {:>8} {:>6} {:>8} | {:>11} {:>8} {:>6} {:>8} | {:>6}",
+        "row", "ours img/s", "GFLOP/s", "% peak", "peak MiB", "torch img/s", "GFLOP/s", "% peak", "peak MiB", "ratio"
     );
     for r in &rows {
         let label = match r.name.split(' ').collect::<Vec<_>>().as_slice() {
@@ -181,23 +261,29 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             [_, s, b] => format!("  sampled 1/64 of pixels, {s} batch {b}"),
             _ => r.name.clone(),
         };
-        let (peer_ips, peer_peak) = peer.get(&r.name).map_or((f64::NAN, f64::NAN), |(seconds, peak)| {
-            let batch: f64 = r.name.rsplit(' ').next().and_then(|b| b.parse().ok()).unwrap_or(f64::NAN);
-            (batch / seconds, *peak)
-        });
+        let batch = r.batch as f64;
+        let (images_per_s, peer_ips) = (batch / r.timing.ours, batch / r.timing.peer);
+        let peer_ips = if peer_ips > 0.0 { peer_ips } else { f64::NAN };
+        let peer_peak = r.timing.peer_peak_mib;
+        let ours = images_per_s * r.gflop_per_image.ours;
+        let theirs = peer_ips * r.gflop_per_image.dense;
         println!(
-            "{:<38} {:>10} {:>8} {:>8} {:>9} | {:>11} {:>8} {:>8} | {:>6}",
+            "{:<38} {:>10} {:>8} {:>6} {:>8} | {:>11} {:>8} {:>6} {:>8} | {:>6}",
             label,
-            number(r.images_per_s, 2),
-            number(r.images_per_s * r.gflop_per_image, 1),
+            number(images_per_s, 2),
+            number(ours, 1),
+            number(100.0 * ours / peak, 0),
             number(r.peak_mib, 0),
-            number(r.gflop_per_image, 1),
             number(peer_ips, 2),
-            number(peer_ips * r.gflop_per_image, 1),
+            number(theirs, 1),
+            number(100.0 * theirs / peak, 0),
             number(peer_peak, 0),
-            number(r.images_per_s / peer_ips, 2) + if peer_ips.is_nan() { "" } else { "x" },
+            number(images_per_s / peer_ips, 2) + if peer_ips.is_nan() { "" } else { "x" },
         );
     }
+    println!("GFLOP/s: the arithmetic each side does; ours runs the head's first convolution on the hypercolumn's");
+    println!("parts (at 224: 13 GFLOP where the dense hypercolumn takes 52).");
+    println!("forward and step rows: the fastest of {REPEATS} runs on each side, ours and PyTorch's alternating.");
     println!("ratio: our images/s over PyTorch's (above 1: this project is faster); -: no counterpart");
     Ok(())
 }
@@ -211,39 +297,71 @@ fn number(x: f64, decimals: usize) -> String {
     }
 }
 
-/// The fastest of `REPEATS` runs of `work`, in seconds.
-fn fastest(mut work: impl FnMut() -> Result<()>) -> Result<f64> {
-    let mut best = f64::INFINITY;
-    for _ in 0..REPEATS {
-        let start = Instant::now();
-        work()?;
-        best = best.min(start.elapsed().as_secs_f64());
-    }
-    Ok(best)
+/// One run of `work`, in seconds.
+fn timed(work: impl FnOnce() -> Result<()>) -> Result<f64> {
+    let start = Instant::now();
+    work()?;
+    Ok(start.elapsed().as_secs_f64())
 }
 
-fn row(name: String, seconds: f64, batch: usize, gflop_per_image: f64) -> Row {
-    Row { name, images_per_s: batch as f64 / seconds, peak_mib: peak_mib(), gflop_per_image }
+fn row(name: String, timing: Timing, batch: usize, gflop_per_image: Gflop) -> Row {
+    Row { name, batch, timing, peak_mib: peak_mib(), gflop_per_image }
 }
 
-/// PyTorch's (seconds, peak MiB) per row name; empty, with a message, when
-/// it cannot be installed or run (PyPI's Linux wheel brings gigabytes of
-/// CUDA libraries).
-fn pytorch_rows(threads: usize) -> HashMap<String, (f64, f64)> {
-    let result = python_with(&["torch", "numpy"])
-        .and_then(|python| run_python(&python, PEER, &[threads.to_string(), REPEATS.to_string()]));
-    match result {
-        Ok(out) => out
-            .lines()
-            .filter_map(|line| {
-                let f: Vec<&str> = line.split_whitespace().collect();
-                let [kind, side, batch, seconds, peak] = f.as_slice() else { return None };
-                Some((format!("{kind} {side} {batch}"), (seconds.parse().ok()?, peak.parse().ok()?)))
-            })
-            .collect(),
-        Err(e) => {
-            println!("PyTorch peer not run: {e:#}");
-            HashMap::new()
+/// PyTorch in a child process, timing one run per request (see `PEER`).
+struct PytorchPeer {
+    child: Child,
+    requests: ChildStdin,
+    answers: BufReader<ChildStdout>,
+}
+
+impl PytorchPeer {
+    /// None, with a message, when PyTorch cannot be installed or started
+    /// (PyPI's Linux wheel brings gigabytes of CUDA libraries).
+    fn start(threads: usize) -> Option<PytorchPeer> {
+        let started = python_with(&["torch", "numpy"]).and_then(|python| {
+            let script = std::env::temp_dir().join(format!("colorize-bench-peer-{}.py", std::process::id()));
+            std::fs::write(&script, PEER)?;
+            let mut child = Command::new(python)
+                .arg(&script)
+                .arg(threads.to_string())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .context("starting the PyTorch peer")?;
+            let requests = child.stdin.take().context("the peer's stdin")?;
+            let answers = BufReader::new(child.stdout.take().context("the peer's stdout")?);
+            Ok(PytorchPeer { child, requests, answers })
+        });
+        match started {
+            Ok(peer) => Some(peer),
+            Err(e) => {
+                println!("PyTorch peer not run: {e:#}");
+                None
+            }
         }
+    }
+
+    /// (seconds, peak MiB) of one run of `kind` ("forward" or "step").
+    fn time(&mut self, kind: &str, side: usize, batch: usize) -> Result<(f64, f64)> {
+        writeln!(self.requests, "{kind} {side} {batch}")?;
+        self.requests.flush()?;
+        let mut line = String::new();
+        if self.answers.read_line(&mut line)? == 0 {
+            anyhow::bail!("the PyTorch peer stopped (its error is above)");
+        }
+        let mut fields = line.split_whitespace().map(str::parse::<f64>);
+        match (fields.next(), fields.next()) {
+            (Some(Ok(seconds)), Some(Ok(peak))) => Ok((seconds, peak)),
+            _ => anyhow::bail!("the PyTorch peer answered {line:?}"),
+        }
+    }
+}
+
+impl Drop for PytorchPeer {
+    fn drop(&mut self) {
+        // The peer waits for requests until its stdin closes; stop it now.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
