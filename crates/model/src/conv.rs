@@ -434,9 +434,9 @@ impl candle_core::CustomOp2 for PiecewiseWeightGradient {
     }
 }
 
-/// `weight_gradient` on the CPU: each tap's product accumulated over the
-/// images in place by gemm, reading the shifted input where it lies (the
-/// tensor path copies every tap's transposed slice first). Inputs: x padded
+/// `weight_gradient` on the CPU for narrow layers: each tap's product over a
+/// piece of pixels accumulated by gemm, reading the shifted input where it
+/// lies (the tensor path copies every tap's transposed slice first). Inputs: x padded
 /// as `Conv2d::forward` pads it [n, cin, h + 2p + 1, w + 2p] and dy [n,
 /// cout, h, w + 2p] (zero in its last 2p columns); output [cout, cin, k, k].
 struct TapWeightGradient {
@@ -592,7 +592,7 @@ mod tests {
             let diff = (&fast - stock).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
             assert!(diff < 1e-4, "{cin}->{cout} k{k}: {diff}");
             // With a variable weight (autograd on) the taps are summed as
-            // tensors instead of accumulated in place: same result.
+            // tensors instead of stacked into pieces: same result.
             let weight = candle_core::Var::from_tensor(conv.weight()).unwrap();
             let tracked = Conv2d::new(weight.as_tensor().clone(), conv.bias().clone()).forward(&x).unwrap();
             let diff = (fast - tracked).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
