@@ -161,9 +161,8 @@ impl candle_core::CustomOp3 for PiecewiseColumns {
         let piece_len = rows_per_piece * w;
         let mut out = zeroed(n * cout * h * w);
         let shared = SharedOut(out.as_mut_ptr());
-        let pieces: Vec<(usize, usize)> =
-            (0..n).flat_map(|i| (0..h).step_by(rows_per_piece).map(move |row| (i, row))).collect();
-        pieces.par_iter().for_each_init(
+        let input = PaddedInput { x, cin, k, w, wide, plane };
+        row_pieces(n, h, rows_per_piece).par_iter().for_each_init(
             || {
                 let mut columns = zeroed((depth + 1) * piece_len);
                 columns[depth * piece_len..].fill(1.0);
@@ -172,15 +171,7 @@ impl candle_core::CustomOp3 for PiecewiseColumns {
             |columns, &(i, first_row)| {
                 let rows = rows_per_piece.min(h - first_row);
                 let pixels = rows * w;
-                let image = &x[i * cin * plane..(i + 1) * cin * plane];
-                for (index, column) in columns.chunks_exact_mut(piece_len).take(depth).enumerate() {
-                    let (c, tap) = (index / (k * k), index % (k * k));
-                    let (ky, kx) = (tap / k, tap % k);
-                    for (r, dst) in column.chunks_exact_mut(w).take(rows).enumerate() {
-                        let start = c * plane + (first_row + r + ky) * wide + kx;
-                        dst.copy_from_slice(&image[start..start + w]);
-                    }
-                }
+                input.copy_columns(i, first_row, rows, columns, piece_len);
                 // SAFETY: dst is image i's output [cout, h·w] from pixel
                 // first_row·w, `pixels` wide (row stride h·w): no other piece
                 // writes there. lhs is [cout, depth + 1], rhs the piece's
@@ -214,16 +205,45 @@ impl candle_core::CustomOp3 for PiecewiseColumns {
     }
 }
 
-/// A custom op's input as a plain slice.
-pub(crate) fn contiguous_f32<'a>(
-    storage: &'a candle_core::CpuStorage,
-    layout: &candle_core::Layout,
-    op: &str,
-) -> Result<&'a [f32]> {
-    match (storage, layout.contiguous_offsets()) {
-        (candle_core::CpuStorage::F32(data), Some((start, end))) => Ok(&data[start..end]),
-        _ => candle_core::bail!("{op} takes contiguous f32 tensors"),
+/// Each image's output rows cut into pieces of `rows_per_piece` rows:
+/// (image, first row) of each.
+fn row_pieces(n: usize, h: usize, rows_per_piece: usize) -> Vec<(usize, usize)> {
+    (0..n).flat_map(|i| (0..h).step_by(rows_per_piece).map(move |row| (i, row))).collect()
+}
+
+/// A batch padded as `Conv2d::forward` pads it, [n, cin, plane] with
+/// `plane` = (h + 2p + 1)·`wide`, read by the piecewise kernels.
+struct PaddedInput<'a> {
+    x: &'a [f32],
+    cin: usize,
+    k: usize,
+    w: usize,
+    wide: usize,
+    plane: usize,
+}
+
+impl PaddedInput<'_> {
+    /// The input under each (channel, kernel tap), for `rows` output rows
+    /// of image `i` from `first_row`, into the first cin·k² rows of
+    /// `columns` (row length `piece_len`): an image row's w values at a time.
+    fn copy_columns(&self, i: usize, first_row: usize, rows: usize, columns: &mut [f32], piece_len: usize) {
+        let PaddedInput { x, cin, k, w, wide, plane } = *self;
+        let image = &x[i * cin * plane..(i + 1) * cin * plane];
+        for (index, column) in columns.chunks_exact_mut(piece_len).take(cin * k * k).enumerate() {
+            let (c, tap) = (index / (k * k), index % (k * k));
+            let (ky, kx) = (tap / k, tap % k);
+            for (r, dst) in column.chunks_exact_mut(w).take(rows).enumerate() {
+                let start = c * plane + (first_row + r + ky) * wide + kx;
+                dst.copy_from_slice(&image[start..start + w]);
+            }
+        }
     }
+}
+
+/// `a` += `b`: the threads' partial weight gradients summed.
+fn add_into(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
+    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+    a
 }
 
 /// A zeroed buffer whose pages this thread has already written. `vec![0; n]`
@@ -236,8 +256,20 @@ pub(crate) fn zeroed(len: usize) -> Vec<f32> {
     buffer
 }
 
+/// A custom op's input as a plain slice.
+pub fn contiguous_f32<'a>(
+    storage: &'a candle_core::CpuStorage,
+    layout: &candle_core::Layout,
+    op: &str,
+) -> Result<&'a [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (candle_core::CpuStorage::F32(data), Some((start, end))) => Ok(&data[start..end]),
+        _ => candle_core::bail!("{op} takes contiguous f32 tensors"),
+    }
+}
+
 /// A custom op's in-place operand as a plain mutable slice.
-pub(crate) fn contiguous_f32_mut<'a>(
+pub fn contiguous_f32_mut<'a>(
     storage: &'a mut candle_core::CpuStorage,
     layout: &candle_core::Layout,
     op: &str,
@@ -372,24 +404,15 @@ impl candle_core::CustomOp2 for PiecewiseWeightGradient {
         let depth = cin * k * k;
         let rows_per_piece = (GRADIENT_PIECE / w).clamp(1, h);
         let piece_len = rows_per_piece * w;
-        let pieces: Vec<(usize, usize)> =
-            (0..n).flat_map(|i| (0..h).step_by(rows_per_piece).map(move |row| (i, row))).collect();
-        let out = pieces
+        let input = PaddedInput { x, cin, k, w, wide, plane };
+        let out = row_pieces(n, h, rows_per_piece)
             .par_iter()
             .fold(
                 || (zeroed(cout * depth), zeroed(depth * piece_len)),
                 |(mut acc, mut columns), &(i, first_row)| {
                     let rows = rows_per_piece.min(h - first_row);
                     let pixels = rows * w;
-                    let image = &x[i * cin * plane..(i + 1) * cin * plane];
-                    for (index, column) in columns.chunks_exact_mut(piece_len).enumerate() {
-                        let (c, tap) = (index / (k * k), index % (k * k));
-                        let (ky, kx) = (tap / k, tap % k);
-                        for (r, dst) in column.chunks_exact_mut(w).take(rows).enumerate() {
-                            let start = c * plane + (first_row + r + ky) * wide + kx;
-                            dst.copy_from_slice(&image[start..start + w]);
-                        }
-                    }
+                    input.copy_columns(i, first_row, rows, &mut columns, piece_len);
                     let grad = &dy[i * cout * h * w + first_row * w..];
                     debug_assert!((cout - 1) * h * w + pixels <= grad.len());
                     // SAFETY: dst is acc [cout, depth]; lhs is dy's piece,
@@ -423,13 +446,7 @@ impl candle_core::CustomOp2 for PiecewiseWeightGradient {
                 },
             )
             .map(|(acc, _)| acc)
-            .reduce(
-                || zeroed(cout * depth),
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                    a
-                },
-            );
+            .reduce(|| zeroed(cout * depth), add_into);
         Ok((candle_core::CpuStorage::F32(out), (cout, cin, k, k).into()))
     }
 }
@@ -518,13 +535,7 @@ impl candle_core::CustomOp2 for TapWeightGradient {
                     acc
                 },
             )
-            .reduce(
-                || zeroed(len),
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                    a
-                },
-            );
+            .reduce(|| zeroed(len), add_into);
         Ok((candle_core::CpuStorage::F32(out), (cout, cin, k, k).into()))
     }
 }

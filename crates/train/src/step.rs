@@ -15,7 +15,7 @@
 use crate::config::Loss;
 use crate::loss::{loss, loss_gradient};
 use candle_core::{DType, Result, Tensor, D};
-use colorize_model::conv::{weight_gradient, Conv2d};
+use colorize_model::conv::{contiguous_f32, contiguous_f32_mut, weight_gradient, Conv2d};
 use colorize_model::first_conv::{first_conv, first_conv_weight_gradient};
 use colorize_model::hypercolumn::{HypercolumnParts, Pixel};
 use colorize_model::{Colorizer, HypercolumnHead, ModelError};
@@ -223,29 +223,13 @@ fn relu_backward(grad: Tensor, extra: Option<&Tensor>, pre: &Tensor) -> Result<T
 struct ReluBackward;
 
 impl ReluBackward {
-    fn slice<'a>(s: &'a candle_core::CpuStorage, l: &candle_core::Layout) -> Result<&'a [f32]> {
-        match (s, l.contiguous_offsets()) {
-            (candle_core::CpuStorage::F32(d), Some((a, b))) => Ok(&d[a..b]),
-            _ => candle_core::bail!("relu-backward takes contiguous f32 tensors"),
-        }
-    }
-
-    fn run(
-        grad: &mut candle_core::CpuStorage,
-        layout: &candle_core::Layout,
-        extra: Option<&[f32]>,
-        pre: &[f32],
-    ) -> Result<()> {
-        let (candle_core::CpuStorage::F32(g), Some((a, b))) = (grad, layout.contiguous_offsets()) else {
-            candle_core::bail!("relu-backward takes contiguous f32 tensors");
-        };
-        let g = &mut g[a..b];
-        if pre.len() != g.len() || extra.is_some_and(|e| e.len() != g.len()) {
+    fn run(grad: &mut [f32], extra: Option<&[f32]>, pre: &[f32]) -> Result<()> {
+        if pre.len() != grad.len() || extra.is_some_and(|e| e.len() != grad.len()) {
             candle_core::bail!("relu-backward: tensors of different sizes");
         }
         match extra {
-            Some(e) => g.iter_mut().zip(e).zip(pre).for_each(|((g, e), p)| *g = if *p > 0.0 { *g + e } else { 0.0 }),
-            None => g.iter_mut().zip(pre).for_each(|(g, p)| *g = if *p > 0.0 { *g } else { 0.0 }),
+            Some(e) => grad.iter_mut().zip(e).zip(pre).for_each(|((g, e), p)| *g = if *p > 0.0 { *g + e } else { 0.0 }),
+            None => grad.iter_mut().zip(pre).for_each(|(g, p)| *g = if *p > 0.0 { *g } else { 0.0 }),
         }
         Ok(())
     }
@@ -263,7 +247,8 @@ impl candle_core::InplaceOp2 for ReluBackward {
         pre: &candle_core::CpuStorage,
         pre_layout: &candle_core::Layout,
     ) -> Result<()> {
-        ReluBackward::run(grad, grad_layout, None, ReluBackward::slice(pre, pre_layout)?)
+        let name = candle_core::InplaceOp2::name(self);
+        ReluBackward::run(contiguous_f32_mut(grad, grad_layout, name)?, None, contiguous_f32(pre, pre_layout, name)?)
     }
 }
 
@@ -281,8 +266,9 @@ impl candle_core::InplaceOp3 for ReluBackward {
         pre: &candle_core::CpuStorage,
         pre_layout: &candle_core::Layout,
     ) -> Result<()> {
-        let extra = ReluBackward::slice(extra, extra_layout)?;
-        ReluBackward::run(grad, grad_layout, Some(extra), ReluBackward::slice(pre, pre_layout)?)
+        let name = candle_core::InplaceOp3::name(self);
+        let (extra, pre) = (contiguous_f32(extra, extra_layout, name)?, contiguous_f32(pre, pre_layout, name)?);
+        ReluBackward::run(contiguous_f32_mut(grad, grad_layout, name)?, Some(extra), pre)
     }
 }
 
