@@ -40,7 +40,7 @@ pub fn luma8(rgb: [u8; 3]) -> u8 {
 
 /// How much each of R, G, B moves per unit of (U - 128) and of (V - 128):
 /// the method's inverse.
-const INVERSE_CHROMA: [[f32; 2]; 3] = [[0.0, 1.402], [-0.344_136, -0.714_136], [1.772, 0.0]];
+pub const INVERSE_CHROMA: [[f32; 2]; 3] = [[0.0, 1.402], [-0.344_136, -0.714_136], [1.772, 0.0]];
 
 /// Converts Y, U, V (0..255 scale, any real value) back to 8-bit RGB with the
 /// method's inverse, rounded to nearest and clamped.

@@ -51,6 +51,12 @@ pub struct TrainConfig {
     pub device: String,
     #[serde(default)]
     pub loss: Loss,
+    /// Weight λ of a QSSIM term added to the loss: L + λ (1 − QSSIM), QSSIM
+    /// of the prediction as `colorize` shows it (chroma smoothed, joined to
+    /// Y) against the truth, per batch (`qssim_loss`). 0: the loss alone
+    /// (the method). Needs every pixel (no `sampled_pixels`).
+    #[serde(default)]
+    pub qssim_weight: f64,
     #[serde(default = "d_batch_size")]
     pub batch_size: usize,
     /// Length of the run in epochs over the cache (`max_steps` wins when set).
@@ -261,6 +267,26 @@ impl Experiment {
                 return bad("train.sampled_pixels", format!("{p} is out of range: 1 to the image's {area} pixels"));
             }
         }
+        if !(t.qssim_weight >= 0.0 && t.qssim_weight.is_finite()) {
+            return bad("train.qssim_weight", format!("{} is out of range: must be >= 0", t.qssim_weight));
+        }
+        if t.qssim_weight > 0.0 {
+            if t.sampled_pixels.is_some() {
+                return bad(
+                    "train.qssim_weight",
+                    "QSSIM needs whole pictures: remove train.sampled_pixels to use it".into(),
+                );
+            }
+            if self.data.size.get() >= 384 {
+                return bad(
+                    "train.qssim_weight",
+                    format!(
+                        "needs data.size below 384 (QSSIM's downsampling is not in the loss), not {}",
+                        self.data.size
+                    ),
+                );
+            }
+        }
         if t.max_steps == Some(0) || t.schedule.every_steps == Some(0) {
             let key = if t.max_steps == Some(0) { "train.max_steps" } else { "train.schedule.every_steps" };
             return bad(key, "0 is out of range: must be positive".into());
@@ -379,5 +405,40 @@ mod tests {
         let text = format!("{MINIMAL}[model.head]\nchroma_smoothing = -2.0\n");
         let err = Experiment::parse(&text, "x", Path::new("/")).unwrap_err();
         assert!(err.starts_with("model.head.chroma_smoothing (line 5): -2: must be 0"), "{err}");
+    }
+
+    #[test]
+    fn the_qssim_term_needs_whole_pictures_below_384_px() {
+        let ok = format!(
+            "{MINIMAL}size = 64
+[train]
+qssim_weight = 2.5
+"
+        );
+        assert_eq!(Experiment::parse(&ok, "x", Path::new("/")).unwrap().train.qssim_weight, 2.5);
+        let sampled = format!(
+            "{MINIMAL}size = 64
+[train]
+qssim_weight = 2.5
+sampled_pixels = 16
+"
+        );
+        let err = Experiment::parse(&sampled, "x", Path::new("/")).unwrap_err();
+        assert!(err.contains("train.qssim_weight") && err.contains("sampled_pixels"), "{err}");
+        let large = format!(
+            "{MINIMAL}size = 384
+[train]
+qssim_weight = 1
+"
+        );
+        let err = Experiment::parse(&large, "x", Path::new("/")).unwrap_err();
+        assert!(err.contains("train.qssim_weight") && err.contains("384"), "{err}");
+        let negative = format!(
+            "{MINIMAL}[train]
+qssim_weight = -1
+"
+        );
+        let err = Experiment::parse(&negative, "x", Path::new("/")).unwrap_err();
+        assert!(err.contains("train.qssim_weight") && err.contains("line 5"), "{err}");
     }
 }

@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod loss;
 pub mod optimizer;
+pub mod qssim_loss;
 pub mod run;
 pub mod sampling;
 pub mod schedule;

@@ -14,6 +14,7 @@
 
 use crate::config::Loss;
 use crate::loss::{loss, loss_gradient};
+use crate::qssim_loss::{qssim_gradient, QssimTerm};
 use candle_core::{DType, Result, Tensor, D};
 use colorize_model::conv::{contiguous_f32, contiguous_f32_mut, weight_gradient, Conv2d};
 use colorize_model::first_conv::{first_conv, first_conv_weight_gradient};
@@ -31,8 +32,9 @@ pub struct StepGradients {
 #[derive(Clone, Copy, Debug)]
 pub enum Supervision<'a> {
     /// Every pixel: the hypercolumn (as its parts, see `first_conv`) of
-    /// [n, h, w] images against targets [n, 2, h, w].
-    Dense { hypercolumn: &'a HypercolumnParts, targets: &'a Tensor },
+    /// [n, h, w] images against targets [n, 2, h, w], with an optional
+    /// QSSIM term on the whole pictures (`qssim_loss`).
+    Dense { hypercolumn: &'a HypercolumnParts, targets: &'a Tensor, qssim: Option<QssimTerm<'a>> },
     /// Sampled pixels: windows [N, 451, r, r] around them (see
     /// `hypercolumn_patches`; r is the head's receptive field), the targets
     /// [N, 2, 1, 1] at their centres, `inside` [N, 1, r, r] marks the window
@@ -49,8 +51,8 @@ pub fn head_gradients(head: &HypercolumnHead, supervision: Supervision<'_>, kind
     // step's tensors (and the gradients returned) free of autograd graphs.
     let [conv1, conv2, out] = head.convs().map(|c| Conv2d::new(c.weight().detach(), c.bias().detach()));
     match supervision {
-        Supervision::Dense { hypercolumn, targets } => {
-            dense_gradients([&conv1, &conv2, &out], hypercolumn, targets, kind)
+        Supervision::Dense { hypercolumn, targets, qssim } => {
+            dense_gradients([&conv1, &conv2, &out], hypercolumn, targets, qssim, kind)
         }
         Supervision::Centres { windows, targets, inside } => {
             centre_gradients([&conv1, &conv2, &out], windows, inside, targets, kind)
@@ -62,6 +64,7 @@ fn dense_gradients(
     [conv1, conv2, out]: [&Conv2d; 3],
     t: &HypercolumnParts,
     targets: &Tensor,
+    qssim: Option<QssimTerm<'_>>,
     kind: Loss,
 ) -> Result<StepGradients> {
     let c1 = conv1.weight().dim(0)?;
@@ -74,8 +77,13 @@ fn dense_gradients(
     let b = b_pre.relu()?;
     let q = Tensor::cat(&[&a, &b], 1)?;
     let z = candle_core::Module::forward(out, &q)?;
-    let loss_value = loss(kind, &z, targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-    let dz = loss_gradient(kind, &z, targets)?;
+    let mut loss_value = loss(kind, &z, targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    let mut dz = loss_gradient(kind, &z, targets)?;
+    if let Some(term) = qssim {
+        let (score, dz_qssim) = qssim_gradient(term, &z, targets)?;
+        loss_value += term.weight * (1.0 - score);
+        dz = (dz + dz_qssim)?;
+    }
     let mut grads = HashMap::new();
 
     // out: 1x1 convolution, a matrix product per pixel.

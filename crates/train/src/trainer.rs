@@ -4,6 +4,7 @@
 use crate::augment::flip_some;
 use crate::checkpoint::{self, TrainState};
 use crate::optimizer::Sgd;
+use crate::qssim_loss::QssimTerm;
 use crate::run::{git_revision, new_run_path, MetricsLog};
 use crate::sampling::{sample_pixels, targets_at};
 use crate::schedule::learning_rate;
@@ -242,9 +243,14 @@ pub fn train(
                 let uv = Tensor::from_slice(&batch.uv, (n, 2, s, s), &options.device)?;
                 let targets = (uv.to_dtype(DType::F32)? / 255.0)?;
                 let hypercolumn = model.hypercolumn_parts(&y)?;
+                let qssim = (cfg.qssim_weight > 0.0).then_some(QssimTerm {
+                    gray: &y,
+                    weight: cfg.qssim_weight,
+                    smoothing: experiment.model.head.chroma_smoothing,
+                });
                 head_gradients(
                     model.head(),
-                    Supervision::Dense { hypercolumn: &hypercolumn, targets: &targets },
+                    Supervision::Dense { hypercolumn: &hypercolumn, targets: &targets, qssim },
                     cfg.loss,
                 )?
             }

@@ -6,6 +6,7 @@ use colorize_model::hypercolumn::Pixel;
 use colorize_model::weights::embedded_trunk;
 use colorize_model::{Colorizer, HeadConfig, HypercolumnHead};
 use colorize_train::loss::loss;
+use colorize_train::qssim_loss::{join_chroma, qssim, QssimTerm};
 use colorize_train::step::{head_gradients, Supervision};
 use colorize_train::Loss;
 
@@ -24,7 +25,7 @@ fn hand_written_gradients_equal_autograd() {
     let t = parts.dense().unwrap();
 
     for kind in [Loss::Bce, Loss::L2] {
-        let supervision = Supervision::Dense { hypercolumn: &parts, targets: &targets };
+        let supervision = Supervision::Dense { hypercolumn: &parts, targets: &targets, qssim: None };
         let hand = head_gradients(model.head(), supervision, kind).unwrap();
         let logits = model.logits(&t).unwrap();
         let auto_loss = loss(kind, &logits, &targets).unwrap();
@@ -44,6 +45,51 @@ fn hand_written_gradients_equal_autograd() {
             assert!(worst <= 1e-4 * scale, "{kind:?} {name}: max difference {worst} (scale {scale})");
         }
     }
+}
+
+/// With the QSSIM term: the step's gradients equal autograd through the
+/// head of BCE + λ (1 − QSSIM), the prediction smoothed by the model crate's
+/// own (convolution) smoothing.
+#[test]
+fn gradients_with_the_qssim_term_equal_autograd() {
+    let device = Device::Cpu;
+    let head =
+        HeadConfig { conv1_channels: 8, conv1_kernel: 3, conv2_channels: 4, conv2_kernel: 3, ..HeadConfig::default() };
+    let model = Colorizer::new(&embedded_trunk(), head, 9, &device).unwrap();
+    let (n, s) = (2, 16);
+    let mut rng = Rng::new(4);
+    let gray: Vec<u8> = (0..n * s * s).map(|_| 30 + rng.below(200) as u8).collect();
+    let targets: Vec<f32> = (0..n * 2 * s * s).map(|_| 0.3 + 0.4 * rng.unit_f64() as f32).collect();
+    let targets = Tensor::from_vec(targets, (n, 2, s, s), &device).unwrap();
+    let y = model.gray_tensor(&gray, n, s, s).unwrap();
+    let parts = model.hypercolumn_parts(&y).unwrap();
+    let (weight, smoothing) = (3.0, 1.5);
+    let term = QssimTerm { gray: &y, weight, smoothing };
+    let supervision = Supervision::Dense { hypercolumn: &parts, targets: &targets, qssim: Some(term) };
+    let hand = head_gradients(model.head(), supervision, Loss::Bce).unwrap();
+
+    let logits = model.logits(&parts.dense().unwrap()).unwrap();
+    let uv = colorize_model::smoothing::smooth_chroma(&candle_nn::ops::sigmoid(&logits).unwrap(), smoothing).unwrap();
+    let pred = join_chroma(&y, &(uv * 255.0).unwrap(), true).unwrap();
+    let truth = join_chroma(&y, &(&targets * 255.0).unwrap(), false).unwrap();
+    let score = qssim(&pred, &truth).unwrap();
+    let total = (loss(Loss::Bce, &logits, &targets).unwrap() + ((1.0 - score).unwrap() * weight).unwrap()).unwrap();
+    let auto = total.backward().unwrap();
+    let total = total.to_scalar::<f32>().unwrap() as f64;
+    assert!((hand.loss - total).abs() < 1e-5 * total, "{} vs {total}", hand.loss);
+    let vars = model.varmap().data().lock().unwrap();
+    for (name, var) in vars.iter().filter(|(name, _)| HypercolumnHead::is_trained(name)) {
+        let a: Vec<f32> = auto.get(var).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let h: Vec<f32> = hand.grads[name].flatten_all().unwrap().to_vec1().unwrap();
+        let scale = a.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
+        let worst = a.iter().zip(&h).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(worst <= 1e-3 * scale, "{name}: max difference {worst} (scale {scale})");
+    }
+    // The term changes the update: without it the gradients differ.
+    let plain = Supervision::Dense { hypercolumn: &parts, targets: &targets, qssim: None };
+    let plain = head_gradients(model.head(), plain, Loss::Bce).unwrap();
+    let diff = (&plain.grads["out.bias"] - &hand.grads["out.bias"]).unwrap().abs().unwrap().max_all().unwrap();
+    assert!(diff.to_scalar::<f32>().unwrap() > 1e-6);
 }
 
 /// Sampled-pixel training: the hand-written gradients on hypercolumn windows

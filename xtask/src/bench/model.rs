@@ -226,7 +226,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             forward.peer(peer.as_mut().map(|p| p.time("forward", side, batch)));
             step.ours(timed(|| {
                 let t = model.hypercolumn_parts(&y)?;
-                let supervision = Supervision::Dense { hypercolumn: &t, targets: &targets };
+                let supervision = Supervision::Dense { hypercolumn: &t, targets: &targets, qssim: None };
                 let step = head_gradients(model.head(), supervision, Loss::Bce)?;
                 anyhow::ensure!(step.loss.is_finite(), "the training step's loss is not finite");
                 Ok(())

@@ -20,7 +20,7 @@ pub mod window;
 pub use auc::{auc, chroma_error_curve};
 pub use colorfulness::colorfulness;
 pub use psnr::psnr;
-pub use qssim::{qssim, qssim_map};
+pub use qssim::{qssim, qssim_map, C1 as QSSIM_C1, C2 as QSSIM_C2};
 pub use ssim::ssim;
 
 use image::RgbImage;

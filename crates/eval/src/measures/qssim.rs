@@ -27,8 +27,9 @@ use super::window::{box_downsample, downsample_factor, filter_valid, gaussian_1d
 use super::{check_same_size, MeasureError};
 use image::RgbImage;
 
-const C1: f64 = 0.01 * 0.01;
-const C2: f64 = 0.03 * 0.03;
+/// The stabilising constants (L = 1), shared with the training loss.
+pub const C1: f64 = 0.01 * 0.01;
+pub const C2: f64 = 0.03 * 0.03;
 
 /// QSSIM of a prediction against its truth (symmetric in its arguments).
 pub fn qssim(pred: &RgbImage, truth: &RgbImage) -> Result<f64, MeasureError> {
