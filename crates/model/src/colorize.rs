@@ -7,10 +7,9 @@
 //! never blurs or shifts the picture.
 
 use crate::{Colorizer, ModelError};
-use candle_core::DType;
 use colorize_core::{yuv, Side};
 use image::imageops::{self, FilterType};
-use image::{GrayImage, Luma, RgbImage};
+use image::{GrayImage, ImageBuffer, Luma, RgbImage};
 
 /// The full-resolution gray (Y) of a picture.
 pub fn luma(image: &RgbImage) -> GrayImage {
@@ -22,16 +21,17 @@ pub fn predict_uv(model: &Colorizer, gray: &GrayImage, side: Side) -> Result<[Ve
     let s = side.get();
     let small = imageops::resize(gray, s, s, FilterType::Triangle);
     let y = model.gray_tensor(small.as_raw(), 1, s as usize, s as usize)?;
-    // Quantised to 8-bit levels, as a YUV picture stores them: a prediction
-    // of exactly 0.5 is neutral chroma (128), not 127.5.
-    let uv = (model.predict(&y)? * 255.0)?.round()?.clamp(0f32, 255f32)?.to_dtype(DType::U8)?;
-    let planes: Vec<Vec<u8>> = uv.squeeze(0)?.flatten_from(1)?.to_vec2()?;
+    // Kept as real numbers until the RGB conversion rounds: smooth chroma
+    // quantised to 8-bit levels would come out in bands (steps of up to 1.8
+    // RGB levels) that the truth does not have.
+    // (U, V) / 255: `image` takes f32 pixels to lie in 0..1 and clamps there.
+    let uv = model.predict(&y)?;
+    let planes: Vec<Vec<f32>> = uv.squeeze(0)?.flatten_from(1)?.to_vec2()?;
     let (w, h) = gray.dimensions();
     let mut out = [Vec::new(), Vec::new()];
     for (plane, dst) in planes.into_iter().zip(&mut out) {
-        let small = GrayImage::from_raw(s, s, plane).expect("a plane of S x S values");
-        let full = imageops::resize(&small, w, h, FilterType::Triangle);
-        *dst = full.as_raw().iter().map(|&x| f32::from(x)).collect();
+        let small = ImageBuffer::<Luma<f32>, _>::from_raw(s, s, plane).expect("a plane of S x S values");
+        *dst = imageops::resize(&small, w, h, FilterType::Triangle).into_raw().into_iter().map(|x| x * 255.0).collect();
     }
     Ok(out)
 }
