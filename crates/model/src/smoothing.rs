@@ -15,37 +15,39 @@ use candle_core::{Result, Tensor};
 
 /// Blurs `uv` [n, c, h, w] with a Gaussian of standard deviation `sigma`
 /// pixels, truncated at 3 sigma; `sigma` 0 returns the input.
+///
+/// Each axis is a product with an [len, len] matrix whose column j holds
+/// output j's normalised weights: plain differentiable ops whose backward is
+/// products too (the training crate's QSSIM term differentiates through
+/// this; candle's convolution backward on the CPU is far slower here).
 pub fn smooth_chroma(uv: &Tensor, sigma: f64) -> Result<Tensor> {
     if sigma <= 0.0 {
         return Ok(uv.clone());
     }
     let (n, c, h, w) = uv.dims4()?;
-    let planes = uv.reshape((n * c, 1, h, w))?;
-    let kernel = gaussian(sigma);
-    let blurred = blur_axis(&blur_axis(&planes, &kernel, 3)?, &kernel, 2)?;
+    let planes = uv.reshape((n * c, h, w))?;
+    let rows = planes.broadcast_matmul(&blur_matrix(w, sigma, uv)?)?;
+    let blurred = blur_matrix(h, sigma, uv)?.t()?.broadcast_matmul(&rows)?;
     blurred.reshape((n, c, h, w))
 }
 
-/// The normalised weights exp(-i² / 2σ²), i = -r..=r, r = ceil(3σ).
-fn gaussian(sigma: f64) -> Vec<f32> {
-    let r = (3.0 * sigma).ceil() as i64;
-    let weights: Vec<f64> = (-r..=r).map(|i| (-((i * i) as f64) / (2.0 * sigma * sigma)).exp()).collect();
-    let sum: f64 = weights.iter().sum();
-    weights.iter().map(|w| (w / sum) as f32).collect()
-}
-
-/// Blurs [m, 1, h, w] along `dim` (2: rows, 3: columns), dividing by the
-/// weight that fell inside the picture.
-fn blur_axis(x: &Tensor, kernel: &[f32], dim: usize) -> Result<Tensor> {
-    let k = kernel.len();
-    let r = k / 2;
-    let shape = if dim == 3 { (1, 1, 1, k) } else { (1, 1, k, 1) };
-    let kernel = Tensor::from_slice(kernel, shape, x.device())?;
-    let convolve = |t: &Tensor| t.pad_with_zeros(dim, r, r)?.conv2d(&kernel, 0, 1, 1, 1);
-    let mut ones_shape = [1, 1, 1, 1];
-    ones_shape[dim] = x.dim(dim)?;
-    let coverage = convolve(&Tensor::ones(ones_shape.to_vec(), x.dtype(), x.device())?)?;
-    convolve(x)?.broadcast_div(&coverage)
+/// [len, len]: entry (i, j) is the weight of input i in output j,
+/// exp(-d² / 2σ²) for d = |i - j| <= ceil(3σ), divided by the weight that
+/// falls inside the picture; in `like`'s dtype and device.
+fn blur_matrix(len: usize, sigma: f64, like: &Tensor) -> Result<Tensor> {
+    let r = (3.0 * sigma).ceil() as usize;
+    let weight = |i: usize, j: usize| {
+        let d = i.abs_diff(j);
+        if d > r {
+            0.0
+        } else {
+            (-((d * d) as f64) / (2.0 * sigma * sigma)).exp()
+        }
+    };
+    let totals: Vec<f64> = (0..len).map(|j| (0..len).map(|i| weight(i, j)).sum()).collect();
+    let values: Vec<f64> =
+        (0..len).flat_map(|i| (0..len).map(move |j| (i, j))).map(|(i, j)| weight(i, j) / totals[j]).collect();
+    Tensor::from_vec(values, (len, len), like.device())?.to_dtype(like.dtype())
 }
 
 #[cfg(test)]

@@ -10,9 +10,9 @@
 //! is worth predicting.
 //!
 //! The prediction is what `colorize` shows: sigmoid(logits) blurred by the
-//! head's chroma smoothing, joined to the picture's own Y with the
-//! luma-keeping gamut map (`yuv::yuv_to_rgb8_keep_luma`), not rounded to
-//! bytes. The truth is the cache's Y and UV through the plain inverse.
+//! head's chroma smoothing (`smooth_chroma`, differentiable), joined to the
+//! picture's own Y with the luma-keeping gamut map
+//! (`yuv::yuv_to_rgb8_keep_luma`), not rounded to bytes. The truth is the cache's Y and UV through the plain inverse.
 //! QSSIM's automatic downsampling is not here: it is the identity below
 //! 384 px (the config refuses larger sizes with this term).
 
@@ -20,6 +20,7 @@ use candle_core::{DType, Result, Tensor, Var};
 use colorize_core::yuv::INVERSE_CHROMA;
 use colorize_eval::measures::window::gaussian_1d;
 use colorize_eval::measures::{QSSIM_C1, QSSIM_C2};
+use colorize_model::smoothing::smooth_chroma;
 
 /// The QSSIM term of a dense step: L += weight · (1 − QSSIM).
 #[derive(Clone, Copy, Debug)]
@@ -112,32 +113,6 @@ fn window_mean(planes: &Tensor) -> Result<Tensor> {
     valid(h)?.t()?.broadcast_matmul(&rows)
 }
 
-/// The head's chroma smoothing (`smooth_chroma`: a Gaussian of σ pixels,
-/// truncated at 3σ, each output the weighted mean of the pixels inside the
-/// picture) of [m, h, w] planes, as products with two normalised band matrices.
-fn smooth(planes: &Tensor, sigma: f64) -> Result<Tensor> {
-    if sigma <= 0.0 {
-        return Ok(planes.clone());
-    }
-    let (_, h, w) = planes.dims3()?;
-    let r = (3.0 * sigma).ceil() as usize;
-    let blur = |n: usize| {
-        let weight = |i: usize, j: usize| {
-            let d = i.abs_diff(j);
-            if d > r {
-                0.0
-            } else {
-                (-((d * d) as f64) / (2.0 * sigma * sigma)).exp()
-            }
-        };
-        // Column j of the matrix makes output j: normalise over the inputs i.
-        let totals: Vec<f64> = (0..n).map(|j| (0..n).map(|i| weight(i, j)).sum()).collect();
-        band(n, n, |i, j| weight(i, j) / totals[j], planes)
-    };
-    let rows = planes.broadcast_matmul(&blur(w)?)?;
-    blur(h)?.t()?.broadcast_matmul(&rows)
-}
-
 /// An [n_in, n_out] matrix of `entry(i, o)`, in `like`'s dtype and device.
 fn band(n_in: usize, n_out: usize, entry: impl Fn(usize, usize) -> f64, like: &Tensor) -> Result<Tensor> {
     let values: Vec<f64> = (0..n_in).flat_map(|i| (0..n_out).map(move |o| (i, o))).map(|(i, o)| entry(i, o)).collect();
@@ -149,8 +124,7 @@ fn band(n_in: usize, n_out: usize, entry: impl Fn(usize, usize) -> f64, like: &T
 pub fn qssim_gradient(term: QssimTerm<'_>, logits: &Tensor, targets: &Tensor) -> Result<(f64, Tensor)> {
     let z = Var::from_tensor(&logits.detach())?;
     let p = (z.as_tensor().neg()?.exp()? + 1.0)?.recip()?;
-    let (n, _, h, w) = p.dims4()?;
-    let uv = (smooth(&p.reshape((n * 2, h, w))?, term.smoothing)?.reshape((n, 2, h, w))? * 255.0)?;
+    let uv = (smooth_chroma(&p, term.smoothing)? * 255.0)?;
     let gray = term.gray.to_dtype(logits.dtype())?;
     let pred = join_chroma(&gray, &uv, true)?;
     let truth = join_chroma(&gray, &(targets.detach() * 255.0)?, false)?;
@@ -270,26 +244,6 @@ mod tests {
             );
         }
         assert!(gradient.iter().any(|g| g.abs() > 1e-5), "the gradient vanished");
-    }
-
-    #[test]
-    fn smoothing_is_the_heads_chroma_smoothing() {
-        let mut rng = Rng::new(5);
-        let (h, w) = (23, 30);
-        let planes =
-            tensor((0..2 * h * w).map(|_| rng.unit_f64()).collect(), (1, 2, h, w)).to_dtype(DType::F32).unwrap();
-        for sigma in [0.0, 1.0, 2.5, 8.0] {
-            let want: Vec<f32> = colorize_model::smoothing::smooth_chroma(&planes, sigma)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            let got: Vec<f32> =
-                smooth(&planes.reshape((2, h, w)).unwrap(), sigma).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-            let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-            assert!(worst < 1e-5, "sigma {sigma}: differs by {worst}");
-        }
     }
 
     #[test]

@@ -10,18 +10,28 @@ use colorize_train::qssim_loss::{join_chroma, qssim, QssimTerm};
 use colorize_train::step::{head_gradients, Supervision};
 use colorize_train::Loss;
 
-#[test]
-fn hand_written_gradients_equal_autograd() {
+/// A fresh small head (seeded) and two random 16x16 pictures: the model,
+/// their gray [2, 1, 16, 16] (values in `gray`, inclusive) and targets
+/// [2, 2, 16, 16] (uniform in `target`).
+fn small_batch(seed: u64, data_seed: u64, gray: (u8, u8), target: (f32, f32)) -> (Colorizer, Tensor, Tensor) {
     let device = Device::Cpu;
     let head =
         HeadConfig { conv1_channels: 8, conv1_kernel: 3, conv2_channels: 4, conv2_kernel: 3, ..HeadConfig::default() };
-    let model = Colorizer::new(&embedded_trunk(), head, 7, &device).unwrap();
+    let model = Colorizer::new(&embedded_trunk(), head, seed, &device).unwrap();
     let (n, s) = (2, 16);
-    let mut rng = Rng::new(3);
-    let gray: Vec<u8> = (0..n * s * s).map(|_| rng.below(256) as u8).collect();
-    let targets: Vec<f32> = (0..n * 2 * s * s).map(|_| rng.unit_f64() as f32).collect();
-    let targets = Tensor::from_vec(targets, (n, 2, s, s), &device).unwrap();
-    let parts = model.hypercolumn_parts(&model.gray_tensor(&gray, n, s, s).unwrap()).unwrap();
+    let mut rng = Rng::new(data_seed);
+    let levels = u64::from(gray.1 - gray.0) + 1;
+    let ys: Vec<u8> = (0..n * s * s).map(|_| gray.0 + rng.below(levels) as u8).collect();
+    let targets: Vec<f32> =
+        (0..n * 2 * s * s).map(|_| target.0 + (target.1 - target.0) * rng.unit_f64() as f32).collect();
+    let y = model.gray_tensor(&ys, n, s, s).unwrap();
+    (model, y, Tensor::from_vec(targets, (n, 2, s, s), &device).unwrap())
+}
+
+#[test]
+fn hand_written_gradients_equal_autograd() {
+    let (model, y, targets) = small_batch(7, 3, (0, 255), (0.0, 1.0));
+    let parts = model.hypercolumn_parts(&y).unwrap();
     let t = parts.dense().unwrap();
 
     for kind in [Loss::Bce, Loss::L2] {
@@ -48,20 +58,11 @@ fn hand_written_gradients_equal_autograd() {
 }
 
 /// With the QSSIM term: the step's gradients equal autograd through the
-/// head of BCE + λ (1 − QSSIM), the prediction smoothed by the model crate's
-/// own (convolution) smoothing.
+/// head of BCE + λ (1 − QSSIM), the prediction smoothed by the head's
+/// `smooth_chroma`.
 #[test]
 fn gradients_with_the_qssim_term_equal_autograd() {
-    let device = Device::Cpu;
-    let head =
-        HeadConfig { conv1_channels: 8, conv1_kernel: 3, conv2_channels: 4, conv2_kernel: 3, ..HeadConfig::default() };
-    let model = Colorizer::new(&embedded_trunk(), head, 9, &device).unwrap();
-    let (n, s) = (2, 16);
-    let mut rng = Rng::new(4);
-    let gray: Vec<u8> = (0..n * s * s).map(|_| 30 + rng.below(200) as u8).collect();
-    let targets: Vec<f32> = (0..n * 2 * s * s).map(|_| 0.3 + 0.4 * rng.unit_f64() as f32).collect();
-    let targets = Tensor::from_vec(targets, (n, 2, s, s), &device).unwrap();
-    let y = model.gray_tensor(&gray, n, s, s).unwrap();
+    let (model, y, targets) = small_batch(9, 4, (30, 229), (0.3, 0.7));
     let parts = model.hypercolumn_parts(&y).unwrap();
     let (weight, smoothing) = (3.0, 1.5);
     let term = QssimTerm { gray: &y, weight, smoothing };
