@@ -48,15 +48,15 @@ pub fn join_chroma(gray: &Tensor, uv: &Tensor, keep_luma: bool) -> Result<Tensor
 /// The largest s <= 1 with Y + s·d inside 0..255 for every channel's
 /// offset d: [n, 1, h, w].
 fn gamut_scale(gray: &Tensor, offsets: &Tensor) -> Result<Tensor> {
-    let zero = offsets.zeros_like()?;
-    let up = offsets.gt(&zero)?;
-    let down = offsets.lt(&zero)?;
-    // Divide by 1 where the offset is 0; that channel sets no limit.
-    let safe = up.where_cond(offsets, &down.where_cond(offsets, &offsets.ones_like()?)?)?;
+    let up = offsets.gt(0f64)?;
+    let down = offsets.lt(0f64)?;
+    // Where the offset is 0 that channel sets no limit (1), and the division
+    // is by 1 instead.
+    let ones = offsets.ones_like()?;
+    let safe = up.where_cond(offsets, &down.where_cond(offsets, &ones)?)?;
     let room_up = (255.0 - gray)?.broadcast_div(&safe)?;
     let room_down = gray.broadcast_div(&safe.neg()?)?;
-    let no_limit = offsets.ones_like()?;
-    let limit = up.where_cond(&room_up, &down.where_cond(&room_down, &no_limit)?)?;
+    let limit = up.where_cond(&room_up, &down.where_cond(&room_down, &ones)?)?;
     limit.min_keepdim(1)?.clamp(0f32, 1f32)
 }
 
@@ -130,7 +130,10 @@ pub fn qssim_gradient(term: QssimTerm<'_>, logits: &Tensor, targets: &Tensor) ->
     let truth = join_chroma(&gray, &(targets.detach() * 255.0)?, false)?;
     let score = qssim(&pred, &truth)?;
     let grads = (score.neg()? * term.weight)?.backward()?;
-    let gradient = grads.get(&z).cloned().unwrap_or(logits.zeros_like()?);
+    let gradient = match grads.get(&z) {
+        Some(g) => g.clone(),
+        None => logits.zeros_like()?,
+    };
     let value = score.to_dtype(DType::F64)?.to_scalar::<f64>()?;
     Ok((value, gradient))
 }
