@@ -41,7 +41,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         let (items, unmatched) = pair_folders(&absolute(pred), &absolute(truth))?;
         (items, unmatched, json!({"mode": "pred-truth", "pred": absolute(pred), "truth": absolute(truth)}))
     } else if let (Some(dataset), Some(root)) = (&args.dataset, &args.root) {
-        let layout: SourceLayout = parse_enum("--dataset", dataset, "sun, ilsvrc or folder")?;
+        let layout: SourceLayout = parse_enum("--dataset", dataset, "sun, ilsvrc, tiny-imagenet or folder")?;
         let mut items = dataset_items(&absolute(root), layout, &args.split)?;
         if let Some(limit) = args.limit {
             let order = draw_order(items.len(), args.seed);
@@ -105,6 +105,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
         "baselines": baselines,
         "mean_uv": mean_uv,
         "metrics": metrics.iter().map(|m| m.name()).collect::<Vec<_>>(),
+        "hue": {
+            "truth_min_chroma": colorize_eval::measures::HUE_MIN_CHROMA,
+            "tolerance_degrees": colorize_eval::measures::HUE_TOLERANCE_DEGREES,
+            "prediction_min_chroma": colorize_eval::measures::HUE_MIN_PREDICTED_CHROMA,
+        },
         "images": items.len(),
     });
     println!("eval: {} images; {protocol_text}", items.len());

@@ -75,6 +75,10 @@ pub struct ModelArgs {
     /// model's input), instead of the head's own `chroma_smoothing`; 0: none.
     #[arg(long, value_name = "SIGMA")]
     pub chroma_smoothing: Option<f64>,
+    /// For a head that predicts colour bins: the annealed mean's temperature,
+    /// from the mode (near 0) to the mean (1), instead of the head's own.
+    #[arg(long, value_name = "T")]
+    pub temperature: Option<f64>,
 }
 
 #[derive(Args, Debug)]

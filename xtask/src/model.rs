@@ -28,6 +28,9 @@ pub fn load_colorizer(args: &ModelArgs, checkpoint: Option<&Path>) -> Result<Col
     if let Some(sigma) = args.chroma_smoothing {
         colorizer.set_chroma_smoothing(sigma).context("--chroma-smoothing")?;
     }
+    if let Some(temperature) = args.temperature {
+        colorizer.set_temperature(temperature).context("--temperature")?;
+    }
     Ok(colorizer)
 }
 

@@ -19,7 +19,7 @@ pub fn run(args: PreprocessArgs) -> Result<()> {
     }
     if let Some(layout) = &args.layout {
         cfg.layout = serde_json::from_value(serde_json::Value::String(layout.clone()))
-            .with_context(|| format!("--layout {layout}: expected ilsvrc, sun or folder"))?;
+            .with_context(|| format!("--layout {layout}: expected ilsvrc, sun, tiny-imagenet or folder"))?;
     }
     if let Some(out) = &args.out {
         cfg.cache = absolute(out);
@@ -94,6 +94,7 @@ fn layout_name(layout: SourceLayout) -> &'static str {
     match layout {
         SourceLayout::Ilsvrc => "ILSVRC layout",
         SourceLayout::Sun => "SUN397 layout",
+        SourceLayout::TinyImagenet => "Tiny ImageNet layout",
         SourceLayout::Folder => "folder",
     }
 }

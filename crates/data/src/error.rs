@@ -11,6 +11,8 @@ pub enum DataError {
     MissingPartition { split: String, looked: PathBuf },
     #[error("no images found under {}", .0.display())]
     NoImages(PathBuf),
+    #[error("split '{split}' is not one of this layout's ({known})")]
+    UnknownSplit { split: String, known: &'static str },
     #[error("cannot write to the output folder {}: {error}", .path.display())]
     Unwritable { path: PathBuf, error: std::io::Error },
     #[error("{} already holds a cache; pass --resume to continue it, or choose another --out", .0.display())]

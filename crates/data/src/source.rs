@@ -16,6 +16,9 @@ pub enum SourceLayout {
     /// SUN397: `<letter>/<class>/*.jpg`, restricted to a partition list
     /// (`Partitions/Training_01.txt`, ...) found in or beside the root.
     Sun,
+    /// Tiny ImageNet: `train/<wnid>/images/*.JPEG`, or with split `val`,
+    /// `val/images/*.JPEG`.
+    TinyImagenet,
     /// Any folder of images, searched recursively.
     #[default]
     Folder,
@@ -48,6 +51,19 @@ pub fn list_images(root: &Path, layout: SourceLayout, split: &str) -> Result<Vec
             let base = if train.is_dir() { train } else { root.to_path_buf() };
             walk(&base, root)?
         }
+        SourceLayout::TinyImagenet => {
+            let folders = match split {
+                "val" => vec![root.join("val").join("images")],
+                // The SUN default ("Training_01") reads the training set too.
+                "train" | "Training_01" => tiny_imagenet_classes(root)?,
+                _ => return Err(DataError::UnknownSplit { split: split.to_string(), known: "train, val" }),
+            };
+            let mut found = Vec::new();
+            for folder in folders {
+                found.extend(walk(&folder, root)?);
+            }
+            found
+        }
         SourceLayout::Sun if split == "all" => walk(root, root)?,
         SourceLayout::Sun => sun_partition(root, split)?,
     };
@@ -79,6 +95,20 @@ fn walk(dir: &Path, relative_to: &Path) -> Result<Vec<PathBuf>, DataError> {
         }
     }
     Ok(found)
+}
+
+/// Tiny ImageNet's `train/<wnid>/images` folders.
+fn tiny_imagenet_classes(root: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let train = root.join("train");
+    let entries = std::fs::read_dir(&train).map_err(DataError::io(&train))?;
+    let mut folders = Vec::new();
+    for entry in entries {
+        let images = entry.map_err(DataError::io(&train))?.path().join("images");
+        if images.is_dir() {
+            folders.push(images);
+        }
+    }
+    Ok(folders)
 }
 
 /// Reads a SUN397 partition list (lines like `/a/abbey/sun_ajkqrqitspwywirx.jpg`).
@@ -114,6 +144,26 @@ mod tests {
         touch(&dir.join("train/n01/notes.txt"));
         let got = list_images(&dir, SourceLayout::Ilsvrc, "").unwrap();
         assert_eq!(got, vec![PathBuf::from("train/n01/a.JPEG"), PathBuf::from("train/n02/b.JPEG")]);
+    }
+
+    #[test]
+    fn tiny_imagenet_reads_its_train_and_val_folders() {
+        let dir = tempdir("tiny");
+        touch(&dir.join("train/n02/images/n02_1.JPEG"));
+        touch(&dir.join("train/n01/images/n01_0.JPEG"));
+        touch(&dir.join("train/n01/n01_boxes.txt"));
+        touch(&dir.join("val/images/val_0.JPEG"));
+        std::fs::write(dir.join("wnids.txt"), "n01\nn02\n").unwrap();
+        let train = list_images(&dir, SourceLayout::TinyImagenet, "train").unwrap();
+        assert_eq!(
+            train,
+            vec![PathBuf::from("train/n01/images/n01_0.JPEG"), PathBuf::from("train/n02/images/n02_1.JPEG")]
+        );
+        assert_eq!(list_images(&dir, SourceLayout::TinyImagenet, "Training_01").unwrap(), train, "the default split");
+        let val = list_images(&dir, SourceLayout::TinyImagenet, "val").unwrap();
+        assert_eq!(val, vec![PathBuf::from("val/images/val_0.JPEG")]);
+        let err = list_images(&dir, SourceLayout::TinyImagenet, "test").unwrap_err();
+        assert!(err.to_string().contains("test"), "{err}");
     }
 
     #[test]

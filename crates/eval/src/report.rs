@@ -38,6 +38,16 @@ pub struct ImageScores {
     pub scores: BTreeMap<String, f64>,
 }
 
+/// The main prediction minus a baseline, picture by picture: the summary of
+/// the differences (its interval says whether the gap is more than noise)
+/// and on how many pictures the main prediction scored higher.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Paired {
+    #[serde(flatten)]
+    pub difference: Summary,
+    pub higher: usize,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Failure {
     pub name: String,
@@ -52,6 +62,8 @@ pub struct Report {
     pub metrics: BTreeMap<String, Summary>,
     /// The same measures for each baseline, on the same images.
     pub baselines: BTreeMap<String, BTreeMap<String, Summary>>,
+    /// The main prediction minus each baseline, paired per picture.
+    pub paired: BTreeMap<String, BTreeMap<String, Paired>>,
     pub images: Vec<ImageScores>,
     /// Images that could not be scored, with the reason.
     pub failed: Vec<Failure>,
@@ -80,9 +92,24 @@ impl Report {
                 })
                 .collect()
         };
+        let pair = |baseline: &str| -> BTreeMap<String, Paired> {
+            metrics
+                .iter()
+                .map(|m| {
+                    let (main, other) = (m.name().to_string(), format!("{baseline}.{}", m.name()));
+                    let differences: Vec<f64> = images
+                        .iter()
+                        .filter_map(|row| Some(row.scores.get(&main)? - row.scores.get(&other)?))
+                        .collect();
+                    let higher = differences.iter().filter(|d| **d > 0.0).count();
+                    (main, Paired { difference: Summary::of(&differences), higher })
+                })
+                .collect()
+        };
         let metrics_main = summarise("");
         let baselines = predictors.iter().skip(1).map(|name| (name.clone(), summarise(&format!("{name}.")))).collect();
-        Report { protocol, metrics: metrics_main, baselines, images, failed, unmatched }
+        let paired = predictors.iter().skip(1).map(|name| (name.clone(), pair(name))).collect();
+        Report { protocol, metrics: metrics_main, baselines, paired, images, failed, unmatched }
     }
 
     /// The terminal table: one row per prediction and measure.
@@ -101,6 +128,16 @@ impl Report {
                     out,
                     "{name:<14} {metric:<17} {:>10.4} {:>10.4} {:>10.4} {:>7}",
                     s.mean, s.std, s.ci95, s.n
+                );
+            }
+        }
+        for (baseline, metrics) in &self.paired {
+            let _ = writeln!(out, "{main_name} minus {baseline}, paired per picture (mean ± ci95, higher on):");
+            for (metric, p) in metrics {
+                let _ = writeln!(
+                    out,
+                    "  {metric:<17} {:>+10.4} ± {:<8.4} {} of {}",
+                    p.difference.mean, p.difference.ci95, p.higher, p.difference.n
                 );
             }
         }
@@ -166,5 +203,29 @@ mod tests {
         );
         assert_eq!(report.csv(), "name,qssim\n\"a,b.png\",0.5\nc.png,0.75\n");
         assert_eq!(report.metrics["qssim"].mean, 0.625);
+        assert!(report.paired.is_empty(), "no baseline, nothing paired");
+    }
+
+    #[test]
+    fn paired_differences_are_per_picture_and_skip_pictures_missing_a_score() {
+        let row = |name: &str, main: f64, gray: Option<f64>| {
+            let mut scores = BTreeMap::from([("hue".to_string(), main)]);
+            if let Some(g) = gray {
+                scores.insert("gray.hue".to_string(), g);
+            }
+            ImageScores { name: name.into(), scores }
+        };
+        let rows =
+            vec![row("a", 0.5, Some(0.25)), row("b", 0.25, Some(0.5)), row("c", 1.0, Some(0.0)), row("d", 0.9, None)];
+        let report =
+            Report::new(serde_json::json!({}), &["model".into(), "gray".into()], &[Metric::Hue], rows, vec![], vec![]);
+        let p = report.paired["gray"]["hue"];
+        // Differences 0.25, −0.25, 1.0 (d has no gray score).
+        assert_eq!(p.difference.n, 3);
+        assert!((p.difference.mean - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(Summary::of(&[0.25, -0.25, 1.0]), p.difference);
+        assert_eq!(p.higher, 2);
+        assert_eq!(report.metrics["hue"].n, 4);
+        assert!(report.table("model").contains("model minus gray"));
     }
 }

@@ -168,7 +168,11 @@ pub fn score(
                         let value = metric.compute(pred, truth).map_err(|e| {
                             fail(format!("{}: {e}", item.pred.as_ref().unwrap_or(&item.truth).display()))
                         })?;
-                        scores.insert(format!("{prefix}{}", metric.name()), value);
+                        // Undefined for this picture (hue of a colourless
+                        // truth): left out of the mean; n says how many count.
+                        if !(value.is_nan() && metric.may_be_undefined()) {
+                            scores.insert(format!("{prefix}{}", metric.name()), value);
+                        }
                     }
                     if p == 0 {
                         if let Some(dir) = &scoring.qssim_maps {

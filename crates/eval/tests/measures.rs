@@ -347,3 +347,37 @@ fn mismatched_and_tiny_images_are_clear_errors() {
     assert!(matches!(ssim(&tiny, &tiny), Err(MeasureError::TooSmall { .. })));
     assert!(matches!(qssim(&tiny, &tiny), Err(MeasureError::TooSmall { .. })));
 }
+
+// ---------------------------------------------------------------------------
+// Hue accuracy against hand-made pictures whose hues are known.
+
+/// A 4x1 picture of these RGB colours.
+fn strip(colours: [[u8; 3]; 4]) -> RgbImage {
+    RgbImage::from_fn(4, 1, |x, _| Rgb(colours[x as usize]))
+}
+
+#[test]
+fn hue_counts_the_clearly_coloured_pixels_whose_hue_is_near() {
+    use colorize_eval::measures::hue_accuracy;
+    // Truth: red, blue, near-gray (radius under 10: not counted), green.
+    let truth = strip([[200, 30, 30], [30, 30, 200], [130, 128, 126], [30, 180, 30]]);
+    assert_eq!(hue_accuracy(&truth, &truth).unwrap(), 1.0);
+    // Gray has no hue: every counted pixel is a miss.
+    let gray = strip([[90; 3], [90; 3], [128; 3], [90; 3]]);
+    assert_eq!(hue_accuracy(&gray, &truth).unwrap(), 0.0);
+    // A paler red (same hue, less chroma), a purple-ish blue rotated by
+    // less than 30 degrees, anything on the uncounted pixel, and orange
+    // for green (far off): 2 of 3.
+    let pred = strip([[150, 90, 90], [70, 30, 200], [0, 255, 0], [220, 140, 30]]);
+    let hue_of = |rgb: [u8; 3]| {
+        let [_, u, v] = yuv::rgb_to_yuv8(rgb).map(f64::from);
+        (v - 128.0).atan2(u - 128.0).to_degrees()
+    };
+    let turn = (hue_of([70, 30, 200]) - hue_of([30, 30, 200])).abs();
+    assert!(turn > 5.0 && turn < 30.0, "the test's blue turns by {turn} degrees");
+    assert!((hue_of([220, 140, 30]) - hue_of([30, 180, 30])).abs() > 60.0);
+    assert!((hue_accuracy(&pred, &truth).unwrap() - 2.0 / 3.0).abs() < 1e-12);
+    // A colourless truth has no score.
+    assert!(hue_accuracy(&gray, &gray).unwrap().is_nan());
+    assert!(hue_accuracy(&gray, &RgbImage::new(2, 2)).is_err(), "sizes differ");
+}

@@ -37,10 +37,45 @@ pub struct HeadConfig {
     pub min_relative_std: f64,
     /// Standard deviation, in pixels of the model's input, of the Gaussian
     /// blur applied to the predicted U and V (see `smoothing`); 0: none.
-    /// The source is silent. Only predictions are blurred: training's loss
-    /// sees the head's own output. Saved with the head.
+    /// The source is silent. Only predictions are blurred, never the
+    /// per-pixel loss (the optional QSSIM term scores the blurred
+    /// prediction, as `colorize` shows it). Saved with the head.
     #[serde(default)]
     pub chroma_smoothing: f64,
+    /// What the output layer predicts: `uv` (method.md: two sigmoid
+    /// channels) or `bins` (a distribution over colour bins). Follows
+    /// `train.loss` (the experiment config sets it).
+    #[serde(default)]
+    pub output: HeadOutput,
+    /// For `bins`: the grid spacing of the bins, in U/V units of the 0..255
+    /// scale (`colour_bins`). Zhang et al. used 10 in Lab's a, b.
+    #[serde(default = "default_bin_spacing")]
+    pub bin_spacing: u32,
+    /// For `bins`: the annealed mean's temperature, from the mode (→ 0) to
+    /// the mean (1). Zhang et al.'s 0.38. Saved with the head; `--temperature`
+    /// overrides it in `eval`, `colorize` and `demo`.
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+}
+
+/// The head's output layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeadOutput {
+    /// Logits of (U, V) / 255; the prediction is their sigmoid.
+    #[default]
+    Uv,
+    /// Logits over the in-gamut colour bins; the prediction is their
+    /// annealed mean.
+    Bins,
+}
+
+fn default_bin_spacing() -> u32 {
+    10
+}
+
+fn default_temperature() -> f64 {
+    0.38
 }
 
 /// Past this the blur spans a 224-pixel input several times over.
@@ -74,6 +109,9 @@ impl Default for HeadConfig {
             standardise: default_standardise(),
             min_relative_std: default_min_relative_std(),
             chroma_smoothing: 0.0,
+            output: HeadOutput::Uv,
+            bin_spacing: default_bin_spacing(),
+            temperature: default_temperature(),
         }
     }
 }
@@ -82,6 +120,19 @@ impl HeadConfig {
     /// Side of the window of hypercolumn that one output pixel depends on.
     pub fn receptive_field(&self) -> usize {
         self.conv1_kernel + self.conv2_kernel - 1
+    }
+
+    /// The output layer's channels: 2, or one per colour bin.
+    pub fn output_channels(&self) -> usize {
+        match self.output {
+            HeadOutput::Uv => 2,
+            HeadOutput::Bins => self.colour_bins().len(),
+        }
+    }
+
+    /// The colour bins of `bin_spacing` (whatever the output).
+    pub fn colour_bins(&self) -> crate::colour_bins::ColourBins {
+        crate::colour_bins::ColourBins::in_gamut(self.bin_spacing)
     }
 
     /// Channels of Q, the concatenation the output layer reads.
@@ -105,6 +156,15 @@ impl HeadConfig {
             return Err(format!(
                 "model.head.chroma_smoothing = {}: must be 0 (none) to {MAX_CHROMA_SMOOTHING} pixels",
                 self.chroma_smoothing
+            ));
+        }
+        if !crate::colour_bins::BIN_SPACINGS.contains(&self.bin_spacing) {
+            return Err(format!("model.head.bin_spacing = {}: must be 2 to 64 U/V units", self.bin_spacing));
+        }
+        if !(self.temperature > 0.0 && self.temperature <= 1.0) {
+            return Err(format!(
+                "model.head.temperature = {}: must be above 0 (the mode) and at most 1 (the mean)",
+                self.temperature
             ));
         }
         for (name, c) in [("conv1_channels", self.conv1_channels), ("conv2_channels", self.conv2_channels)] {

@@ -1,11 +1,12 @@
 //! `HypercolumnHead`: the trained part of the network.
 
+use crate::colour_bins::annealed_mean;
 use crate::conv::Conv2d;
 use crate::first_conv::first_conv;
 use crate::hypercolumn::{HypercolumnParts, Standardisation};
 use crate::trunk::HYPERCOLUMN_CHANNELS;
 use crate::weights::tensor_shape;
-use crate::{HeadConfig, ModelError};
+use crate::{HeadConfig, HeadOutput, ModelError};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{init, VarBuilder, VarMap};
 use colorize_core::Rng;
@@ -20,6 +21,12 @@ use std::path::Path;
 /// standardisation: measured, never trained, so they have no gradient) and
 /// `smoothing.sigma` [1] (`HeadConfig::chroma_smoothing`, so that a head
 /// file predicts the way it was tuned to).
+///
+/// A head whose output is colour bins (`HeadOutput::Bins`) has K output
+/// channels (one per bin of `colour_bins`) and the constants `bins.spacing`
+/// [1], `bins.temperature` [1] (the annealed mean's)
+/// and `bins.weights` [K] (the loss's rebalancing weights, measured on the
+/// training cache when a run starts).
 #[derive(Clone, Debug)]
 pub struct HypercolumnHead {
     config: HeadConfig,
@@ -27,6 +34,8 @@ pub struct HypercolumnHead {
     conv1: Conv2d,
     conv2: Conv2d,
     out: Conv2d,
+    /// The colour bins' centres [K, 2], for a head that predicts bins.
+    bin_centres: Option<Tensor>,
 }
 
 fn conv(vb: VarBuilder, cin: usize, cout: usize, k: usize) -> Result<Conv2d> {
@@ -38,6 +47,9 @@ fn conv(vb: VarBuilder, cin: usize, cout: usize, k: usize) -> Result<Conv2d> {
 const SHIFT_KEY: &str = "hypercolumn.shift";
 const SCALE_KEY: &str = "hypercolumn.scale";
 const SMOOTHING_KEY: &str = "smoothing.sigma";
+const SPACING_KEY: &str = "bins.spacing";
+const TEMPERATURE_KEY: &str = "bins.temperature";
+const BIN_WEIGHTS_KEY: &str = "bins.weights";
 
 impl HypercolumnHead {
     pub fn new(config: HeadConfig, vb: VarBuilder) -> Result<HypercolumnHead> {
@@ -48,19 +60,33 @@ impl HypercolumnHead {
             scale: vb.get_with_hints(HYPERCOLUMN_CHANNELS, SCALE_KEY, init::ONE)?,
         };
         vb.get_with_hints(1, SMOOTHING_KEY, init::Init::Const(config.chroma_smoothing))?;
+        let (outputs, bin_centres) = match config.output {
+            HeadOutput::Uv => (2, None),
+            HeadOutput::Bins => {
+                // The centres follow from the spacing (saved), so they are
+                // a plain tensor; a file whose bins differ fails on `out`'s shape.
+                let bins = config.colour_bins();
+                vb.get_with_hints(1, SPACING_KEY, init::Init::Const(f64::from(bins.spacing())))?;
+                vb.get_with_hints(1, TEMPERATURE_KEY, init::Init::Const(config.temperature))?;
+                vb.get_with_hints(bins.len(), BIN_WEIGHTS_KEY, init::ONE)?;
+                let flat: Vec<f32> = bins.centres().iter().flatten().copied().collect();
+                (bins.len(), Some(Tensor::from_vec(flat, (bins.len(), 2), vb.device())?))
+            }
+        };
         Ok(HypercolumnHead {
             config,
             standardisation,
             conv1: conv(vb.pp("conv1"), HYPERCOLUMN_CHANNELS, c1, k1)?,
             conv2: conv(vb.pp("conv2"), c1, c2, k2)?,
-            out: conv(vb.pp("out"), config.q_channels(), 2, 1)?,
+            out: conv(vb.pp("out"), config.q_channels(), outputs, 1)?,
+            bin_centres,
         })
     }
 
     /// Whether the head variable `name` is trained; the others are
     /// constants, set (measured or configured) and never drawn or trained.
     pub fn is_trained(name: &str) -> bool {
-        !(name.starts_with("hypercolumn.") || name == SMOOTHING_KEY)
+        !(name.starts_with("hypercolumn.") || name.starts_with("bins.") || name == SMOOTHING_KEY)
     }
 
     /// Draws every variable afresh from `seed`, as PyTorch initialises a
@@ -116,6 +142,39 @@ impl HypercolumnHead {
         set_var(varmap, "out.bias", mean_uv.map(logit).to_vec())
     }
 
+    /// For a bins head: sets the output bias to the log of the bins' prior
+    /// (`prior`, summing to 1), so that step 0 predicts the training set's
+    /// colour distribution, and saves the loss's rebalancing `weights`.
+    pub fn set_bin_prior(&self, varmap: &VarMap, prior: &[f64], weights: &[f32]) -> Result<()> {
+        let k = self.config.output_channels();
+        if self.config.output != HeadOutput::Bins || prior.len() != k || weights.len() != k {
+            candle_core::bail!("set_bin_prior: the head has {k} outputs, given {} priors", prior.len());
+        }
+        set_var(varmap, "out.bias", prior.iter().map(|p| p.max(1e-6).ln() as f32).collect())?;
+        set_var(varmap, BIN_WEIGHTS_KEY, weights.to_vec())
+    }
+
+    /// The loss's per-bin rebalancing weights (ones until measured).
+    pub fn bin_weights(&self, varmap: &VarMap) -> Result<Vec<f32>> {
+        let vars = varmap.data().lock().expect("the head's variables are not poisoned");
+        match vars.get(BIN_WEIGHTS_KEY) {
+            Some(var) => var.as_tensor().to_vec1(),
+            None => candle_core::bail!("the head predicts (U, V), not colour bins"),
+        }
+    }
+
+    /// Changes the annealed mean's temperature (`HeadConfig::temperature`).
+    pub fn set_temperature(&mut self, varmap: &VarMap, temperature: f64) -> std::result::Result<(), ModelError> {
+        let config = HeadConfig { temperature, ..self.config };
+        config.validate().map_err(ModelError::BadConfig)?;
+        if self.config.output != HeadOutput::Bins {
+            return Err(ModelError::BadConfig("--temperature: this head predicts (U, V), not colour bins".into()));
+        }
+        set_var(varmap, TEMPERATURE_KEY, vec![temperature as f32])?;
+        self.config = config;
+        Ok(())
+    }
+
     /// Changes the blur of predictions (`HeadConfig::chroma_smoothing`).
     pub fn set_chroma_smoothing(&mut self, varmap: &VarMap, sigma: f64) -> std::result::Result<(), ModelError> {
         let config = HeadConfig { chroma_smoothing: sigma, ..self.config };
@@ -133,6 +192,7 @@ impl HypercolumnHead {
         let saved = candle_core::safetensors::load(path, &candle_core::Device::Cpu)
             .map_err(|e| bad(format!("unreadable: {e}")))?;
         let chroma_smoothing = chroma_smoothing_in(&saved, path)?;
+        let temperature = temperature_in(&saved, path)?;
         let vars = varmap.data().lock().expect("the head's variables are not poisoned");
         for (name, var) in vars.iter() {
             let value = match saved.get(name) {
@@ -146,6 +206,9 @@ impl HypercolumnHead {
             var.set(&value)?;
         }
         self.config.chroma_smoothing = chroma_smoothing;
+        if let Some(temperature) = temperature {
+            self.config.temperature = temperature;
+        }
         Ok(())
     }
 
@@ -170,6 +233,20 @@ impl HypercolumnHead {
             .map_err(|e| ModelError::BadFile { path: path.to_path_buf(), message: format!("unreadable: {e}") })?;
         let standardise = is_standardised(&tensors, path)?;
         let chroma_smoothing = chroma_smoothing_in(&tensors, path)?;
+        let defaults = HeadConfig::default();
+        let (output, bin_spacing) = match scalar_in(&tensors, SPACING_KEY, path)? {
+            None => (HeadOutput::Uv, defaults.bin_spacing),
+            Some(spacing) if crate::colour_bins::BIN_SPACINGS.contains(&(spacing as u32)) => {
+                (HeadOutput::Bins, spacing as u32)
+            }
+            Some(spacing) => {
+                return Err(ModelError::BadFile {
+                    path: path.to_path_buf(),
+                    message: format!("{SPACING_KEY} is {spacing}, expected 2 to 64"),
+                })
+            }
+        };
+        let temperature = temperature_in(&tensors, path)?.unwrap_or(defaults.temperature);
         match (conv1.as_slice(), conv2.as_slice()) {
             ([c1, HYPERCOLUMN_CHANNELS, k1, _], [c2, _, k2, _]) => Ok(HeadConfig {
                 conv1_channels: *c1,
@@ -177,8 +254,11 @@ impl HypercolumnHead {
                 conv2_channels: *c2,
                 conv2_kernel: *k2,
                 standardise,
-                min_relative_std: HeadConfig::default().min_relative_std,
+                min_relative_std: defaults.min_relative_std,
                 chroma_smoothing,
+                output,
+                bin_spacing,
+                temperature,
             }),
             _ => Err(ModelError::BadFile {
                 path: path.to_path_buf(),
@@ -230,8 +310,53 @@ fn chroma_smoothing_in(
     }
 }
 
+/// A one-value constant of a saved head, if it has it.
+fn scalar_in(
+    tensors: &std::collections::HashMap<String, Tensor>,
+    key: &str,
+    path: &Path,
+) -> std::result::Result<Option<f64>, ModelError> {
+    let Some(saved) = tensors.get(key) else { return Ok(None) };
+    let values: Vec<f32> = saved.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1()?;
+    match values.as_slice() {
+        [value] if value.is_finite() => Ok(Some(f64::from(*value))),
+        _ => Err(ModelError::BadFile {
+            path: path.to_path_buf(),
+            message: format!("{key} is {values:?}, expected one value"),
+        }),
+    }
+}
+
+/// The annealed mean's temperature a saved bins head was tuned with.
+fn temperature_in(
+    tensors: &std::collections::HashMap<String, Tensor>,
+    path: &Path,
+) -> std::result::Result<Option<f64>, ModelError> {
+    match scalar_in(tensors, TEMPERATURE_KEY, path)? {
+        Some(t) if !(t > 0.0 && t <= 1.0) => Err(ModelError::BadFile {
+            path: path.to_path_buf(),
+            message: format!("{TEMPERATURE_KEY} is {t}, expected above 0 and at most 1"),
+        }),
+        t => Ok(t),
+    }
+}
+
 impl HypercolumnHead {
-    /// The logits [n, 2, h, w] from the hypercolumn's parts (`first_conv`),
+    /// The prediction from logits: (U, V) / 255 [n, 2, h, w], the sigmoid of
+    /// (U, V) logits or the annealed mean of bin logits.
+    pub fn decode(&self, logits: &Tensor) -> Result<Tensor> {
+        match &self.bin_centres {
+            None => candle_nn::ops::sigmoid(logits),
+            Some(centres) => annealed_mean(logits, centres, self.config.temperature),
+        }
+    }
+
+    /// The colour bins' centres [K, 2] (0..255), for a head that predicts bins.
+    pub fn bin_centres(&self) -> Option<&Tensor> {
+        self.bin_centres.as_ref()
+    }
+
+    /// The logits [n, outputs, h, w] from the hypercolumn's parts (`first_conv`),
     /// for inference: no autograd graph is built.
     pub fn forward_parts(&self, parts: &HypercolumnParts) -> Result<Tensor> {
         let [conv2, out] = [&self.conv2, &self.out].map(|c| Conv2d::new(c.weight().detach(), c.bias().detach()));
@@ -242,7 +367,7 @@ impl HypercolumnHead {
 }
 
 impl Module for HypercolumnHead {
-    /// t: [n, 451, h, w] -> logits [n, 2, h, w]
+    /// t: [n, 451, h, w] -> logits [n, outputs, h, w]
     fn forward(&self, t: &Tensor) -> Result<Tensor> {
         let a = self.conv1.forward(t)?.relu()?;
         let b = self.conv2.forward(&a)?.relu()?;

@@ -6,6 +6,7 @@
 //!   -> hypercolumn                [n,451,S,S] (bilinear upsampling, no gradient),
 //!                                 kept as its parts at their own size (HypercolumnParts)
 //!   -> HypercolumnHead (trained)  logits [n,2,S,S]; sigmoid -> (U, V) / 255
+//!                                 or logits over colour bins [n,K,S,S]; annealed mean -> (U, V) / 255
 //!                                 (its first convolution on the parts: first_conv)
 //!   -> smoothing (optional)       Gaussian blur of (U, V)
 //! ```
@@ -18,6 +19,7 @@
 
 pub mod channels_last;
 pub mod colorize;
+pub mod colour_bins;
 mod config;
 pub mod conv;
 mod device;
@@ -32,7 +34,7 @@ pub mod trunk;
 pub mod weights;
 
 pub use colorize::colorize_image;
-pub use config::{HeadConfig, ModelConfig};
+pub use config::{HeadConfig, HeadOutput, ModelConfig};
 pub use device::parse_device;
 pub use error::ModelError;
 pub use head::HypercolumnHead;

@@ -46,6 +46,12 @@ impl Colorizer {
         self.head.load(&self.varmap, path)
     }
 
+    /// Changes the annealed mean's temperature of a bins head, overriding
+    /// the head's own setting.
+    pub fn set_temperature(&mut self, temperature: f64) -> Result<(), ModelError> {
+        self.head.set_temperature(&self.varmap, temperature)
+    }
+
     /// Changes how much the predicted chroma is blurred (see `smoothing`),
     /// overriding the head's own setting.
     pub fn set_chroma_smoothing(&mut self, sigma: f64) -> Result<(), ModelError> {
@@ -110,16 +116,17 @@ impl Colorizer {
         Ok(hypercolumn_patches(&x, &taps, self.head.standardisation(), pixels, r)?)
     }
 
-    /// The head's logits for a hypercolumn: [n, 2, h, w].
+    /// The head's logits for a hypercolumn: [n, outputs, h, w].
     pub fn logits(&self, hypercolumn: &Tensor) -> Result<Tensor, ModelError> {
         Ok(self.head.forward(hypercolumn)?)
     }
 
-    /// Predicted (U, V) / 255 in (0, 1): [n, 2, h, w], blurred by the
-    /// head's `chroma_smoothing`.
+    /// Predicted (U, V) / 255 in (0, 1): [n, 2, h, w] (decoded by the head:
+    /// sigmoid or the bins' annealed mean), blurred by the head's
+    /// `chroma_smoothing`.
     pub fn predict(&self, y: &Tensor) -> Result<Tensor, ModelError> {
         let parts = self.hypercolumn_parts(y)?;
-        let uv = candle_nn::ops::sigmoid(&self.head.forward_parts(&parts)?)?;
+        let uv = self.head.decode(&self.head.forward_parts(&parts)?)?;
         Ok(smooth_chroma(&uv, self.head.config().chroma_smoothing)?)
     }
 

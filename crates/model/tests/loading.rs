@@ -2,7 +2,7 @@
 
 use candle_core::{Device, Tensor};
 use colorize_model::trunk::Vgg16Trunk;
-use colorize_model::{Colorizer, HeadConfig, ModelError};
+use colorize_model::{Colorizer, HeadConfig, HypercolumnHead, ModelError};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -142,4 +142,63 @@ fn chroma_smoothing_is_saved_with_the_head_and_blurs_its_predictions() {
     let loaded = Colorizer::load(&trunk, &old, &Device::Cpu).unwrap();
     assert_eq!(loaded.head().config().chroma_smoothing, 0.0);
     assert_eq!(values(loaded.predict(&y).unwrap()), values(sharp.predict(&y).unwrap()));
+}
+
+/// A head that predicts colour bins keeps its bins, temperature and
+/// rebalancing weights in its file; its predictions are the annealed mean
+/// of its bins, and `--temperature` changes them.
+#[test]
+fn a_bins_head_round_trips_its_decoding() {
+    use colorize_model::colour_bins::annealed_mean;
+    use colorize_model::HeadOutput;
+    let dir = tempdir("bins");
+    let trunk = colorize_model::weights::embedded_trunk();
+    let config = HeadConfig {
+        conv1_channels: 8,
+        conv2_channels: 4,
+        output: HeadOutput::Bins,
+        bin_spacing: 24,
+        temperature: 0.5,
+        ..HeadConfig::default()
+    };
+    let model = Colorizer::new(&trunk, config, 3, &Device::Cpu).unwrap();
+    let k = config.colour_bins().len();
+    let prior: Vec<f64> = (0..k).map(|i| (i + 1) as f64).collect();
+    let total: f64 = prior.iter().sum();
+    let prior: Vec<f64> = prior.iter().map(|p| p / total).collect();
+    let weights: Vec<f32> = (0..k).map(|i| 0.5 + i as f32 / k as f32).collect();
+    model.head().set_bin_prior(model.varmap(), &prior, &weights).unwrap();
+    let ramp: Vec<u8> = (0..32 * 32).map(|i| (i * 7 % 256) as u8).collect();
+    let y = model.gray_tensor(&ramp, 1, 32, 32).unwrap();
+    let values = |t: Tensor| -> Vec<f32> { t.flatten_all().unwrap().to_vec1().unwrap() };
+    let logits = model.logits(&model.hypercolumn(&y).unwrap()).unwrap();
+    assert_eq!(logits.dim(1).unwrap(), k);
+    let centres = model.head().bin_centres().unwrap();
+    let want = values(annealed_mean(&logits, centres, 0.5).unwrap());
+    let got = values(model.predict(&y).unwrap());
+    assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5));
+
+    let path = dir.join("head.safetensors");
+    model.save_head(&path).unwrap();
+    let read = HypercolumnHead::config_of_file(&path).unwrap();
+    assert_eq!((read.output, read.bin_spacing, read.temperature), (HeadOutput::Bins, 24, 0.5));
+    let mut loaded = Colorizer::load(&trunk, &path, &Device::Cpu).unwrap();
+    assert_eq!(loaded.head().bin_weights(loaded.varmap()).unwrap(), weights);
+    let again = values(loaded.predict(&y).unwrap());
+    assert!(again.iter().zip(&got).all(|(a, b)| (a - b).abs() < 1e-6));
+    loaded.set_temperature(1.0).unwrap();
+    let mean = values(annealed_mean(&logits, centres, 1.0).unwrap());
+    let at_mean = values(loaded.predict(&y).unwrap());
+    assert!(at_mean.iter().zip(&mean).all(|(a, b)| (a - b).abs() < 1e-5), "the override");
+    let err = loaded.set_temperature(0.0).unwrap_err().to_string();
+    assert!(err.contains("temperature"), "{err}");
+    // A (U, V) head has no temperature to set.
+    let mut uv = Colorizer::new(
+        &trunk,
+        HeadConfig { conv1_channels: 8, conv2_channels: 4, ..HeadConfig::default() },
+        1,
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert!(uv.set_temperature(0.5).is_err());
 }

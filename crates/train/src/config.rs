@@ -12,9 +12,10 @@
 //! with the `toml` crate's line and column; out-of-range values are refused
 //! by `validate` with the key's name and its line.
 
+use crate::bin_loss::BinLossConfig;
 use colorize_data::{PreprocessConfig, SourceLayout};
 use colorize_eval::Metric;
-use colorize_model::ModelConfig;
+use colorize_model::{HeadOutput, ModelConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -32,15 +33,28 @@ pub struct Experiment {
     pub validation: Option<ValidationConfig>,
 }
 
-/// The training loss on the logits of (U, V) / 255.
+/// The training loss on the head's logits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Loss {
-    /// Per-channel binary cross-entropy (method.md), from logits.
+    /// Per-channel binary cross-entropy of (U, V) / 255 (method.md), from logits.
     #[default]
     Bce,
     /// Euclidean: squared error of sigmoid(logits).
     L2,
+    /// Cross-entropy over colour bins with soft targets (`bin_loss`); the
+    /// head then predicts bins (`model.head.output`).
+    Bins,
+}
+
+impl Loss {
+    /// The head output the loss trains.
+    pub fn head_output(self) -> HeadOutput {
+        match self {
+            Loss::Bce | Loss::L2 => HeadOutput::Uv,
+            Loss::Bins => HeadOutput::Bins,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -51,6 +65,9 @@ pub struct TrainConfig {
     pub device: String,
     #[serde(default)]
     pub loss: Loss,
+    /// `[train.bins]`: the soft encoding and rebalancing of `loss = "bins"`.
+    #[serde(default)]
+    pub bins: BinLossConfig,
     /// Weight λ of a QSSIM term added to the loss: L + λ (1 − QSSIM), QSSIM
     /// of the prediction as `colorize` shows it (chroma smoothed, joined to
     /// Y) against the truth, per batch (`qssim_loss`). 0: the loss alone
@@ -225,6 +242,20 @@ impl Experiment {
         if experiment.name.is_empty() {
             experiment.name = default_name.to_string();
         }
+        // The head's output follows the loss; a file that names another is refused.
+        let head = &mut experiment.model.head;
+        if head.output != HeadOutput::default() && head.output != experiment.train.loss.head_output() {
+            let key = "model.head.output";
+            let message = format!(
+                "{:?} does not fit train.loss = {:?}; it follows train.loss",
+                head.output, experiment.train.loss
+            );
+            return Err(match line_of(text, key) {
+                Some(line) => format!("{key} (line {line}): {message}"),
+                None => format!("{key}: {message}"),
+            });
+        }
+        head.output = experiment.train.loss.head_output();
         experiment.validate().map_err(|(key, message)| match line_of(text, &key) {
             Some(line) => format!("{key} (line {line}): {message}"),
             None => format!("{key}: {message}"),
@@ -266,6 +297,12 @@ impl Experiment {
             if p == 0 || p > area {
                 return bad("train.sampled_pixels", format!("{p} is out of range: 1 to the image's {area} pixels"));
             }
+        }
+        if let Err((key, message)) = t.bins.validate() {
+            return bad(key, message);
+        }
+        if t.loss == Loss::Bins && t.qssim_weight > 0.0 {
+            return bad("train.qssim_weight", "the QSSIM term needs (U, V) outputs, not train.loss = \"bins\"".into());
         }
         if !(t.qssim_weight >= 0.0 && t.qssim_weight.is_finite()) {
             return bad("train.qssim_weight", format!("{} is out of range: must be >= 0", t.qssim_weight));
@@ -440,5 +477,28 @@ qssim_weight = -1
         );
         let err = Experiment::parse(&negative, "x", Path::new("/")).unwrap_err();
         assert!(err.contains("train.qssim_weight") && err.contains("line 5"), "{err}");
+    }
+
+    #[test]
+    fn the_bins_loss_sets_the_head_output_and_checks_its_keys() {
+        let text = format!("{MINIMAL}[train]\nloss = \"bins\"\n[train.bins]\nrebalance = 0.5\n");
+        let e = Experiment::parse(&text, "x", Path::new("/")).unwrap();
+        assert_eq!(e.model.head.output, HeadOutput::Bins);
+        assert_eq!(e.train.bins.rebalance, 0.5);
+        let again = Experiment::parse(&e.to_toml(), "x", Path::new("/")).unwrap();
+        assert_eq!(again.model.head, e.model.head, "the resolved config round-trips");
+        assert_eq!(Experiment::parse(MINIMAL, "x", Path::new("/")).unwrap().model.head.output, HeadOutput::Uv);
+        let text = format!("{MINIMAL}[model.head]\noutput = \"bins\"\n");
+        let err = Experiment::parse(&text, "x", Path::new("/")).unwrap_err();
+        assert!(err.starts_with("model.head.output (line 5)"), "{err}");
+        let text = format!("{MINIMAL}[train]\nloss = \"bins\"\n[train.bins]\nrebalance = 1.5\n");
+        let err = Experiment::parse(&text, "x", Path::new("/")).unwrap_err();
+        assert!(err.starts_with("train.bins.rebalance (line 7)"), "{err}");
+        let text = format!("{MINIMAL}size = 64\n[train]\nloss = \"bins\"\nqssim_weight = 1\n");
+        let err = Experiment::parse(&text, "x", Path::new("/")).unwrap_err();
+        assert!(err.contains("train.qssim_weight"), "{err}");
+        let text = format!("{MINIMAL}[model.head]\ntemperature = 0\n");
+        let err = Experiment::parse(&text, "x", Path::new("/")).unwrap_err();
+        assert!(err.starts_with("model.head.temperature (line 5)"), "{err}");
     }
 }

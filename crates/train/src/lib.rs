@@ -4,6 +4,7 @@
 //! **Architecture invariant:** this is the only crate that writes run folders.
 
 pub mod augment;
+pub mod bin_loss;
 pub mod checkpoint;
 pub mod config;
 pub mod loss;

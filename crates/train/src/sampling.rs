@@ -18,9 +18,9 @@ pub fn sample_pixels(n: usize, s: usize, per_image: usize, seed: u64, step: u64)
         .collect()
 }
 
-/// The (U, V) / 255 targets at the pixels, [pixels, 2] row-major, from a
-/// batch's uv bytes [n, 2, s, s].
-pub fn targets_at(uv: &[u8], s: usize, pixels: &[Pixel]) -> Vec<f32> {
+/// The (U, V) bytes at the pixels, [pixels, 2] row-major, from a batch's
+/// uv bytes [n, 2, s, s].
+pub fn targets_at(uv: &[u8], s: usize, pixels: &[Pixel]) -> Vec<u8> {
     let area = s * s;
     pixels
         .iter()
@@ -29,7 +29,6 @@ pub fn targets_at(uv: &[u8], s: usize, pixels: &[Pixel]) -> Vec<f32> {
             let base = p.image * 2 * area;
             [uv[base + at], uv[base + area + at]]
         })
-        .map(|b| f32::from(b) / 255.0)
         .collect()
 }
 
@@ -62,7 +61,6 @@ mod tests {
             (0..2).flat_map(|i| (0..2).flat_map(move |c| (0..4).map(move |k| (100 * i + 10 * c + k) as u8))).collect();
         let pixels = [Pixel { image: 1, row: 1, col: 0 }, Pixel { image: 0, row: 0, col: 1 }];
         let got = targets_at(&uv, 2, &pixels);
-        let want: Vec<f32> = [102u8, 112, 1, 11].iter().map(|&b| f32::from(b) / 255.0).collect();
-        assert_eq!(got, want);
+        assert_eq!(got, [102u8, 112, 1, 11]);
     }
 }

@@ -12,8 +12,7 @@
 //! q = [a, b]      z = out(q)        (1x1)           L = loss(z, t)
 //! ```
 
-use crate::config::Loss;
-use crate::loss::{loss, loss_gradient};
+use crate::loss::{Objective, Targets};
 use crate::qssim_loss::{qssim_gradient, QssimTerm};
 use candle_core::{DType, Result, Tensor, D};
 use colorize_model::conv::{contiguous_f32, contiguous_f32_mut, weight_gradient, Conv2d};
@@ -32,30 +31,34 @@ pub struct StepGradients {
 #[derive(Clone, Copy, Debug)]
 pub enum Supervision<'a> {
     /// Every pixel: the hypercolumn (as its parts, see `first_conv`) of
-    /// [n, h, w] images against targets [n, 2, h, w], with an optional
-    /// QSSIM term on the whole pictures (`qssim_loss`).
-    Dense { hypercolumn: &'a HypercolumnParts, targets: &'a Tensor, qssim: Option<QssimTerm<'a>> },
+    /// [n, h, w] images against targets of [n, h, w] pixels, with an
+    /// optional QSSIM term on the whole pictures (`qssim_loss`).
+    Dense { hypercolumn: &'a HypercolumnParts, targets: &'a Targets, qssim: Option<QssimTerm<'a>> },
     /// Sampled pixels: windows [N, 451, r, r] around them (see
     /// `hypercolumn_patches`; r is the head's receptive field), the targets
-    /// [N, 2, 1, 1] at their centres, `inside` [N, 1, r, r] marks the window
+    /// of [N, 1, 1] pixels at their centres, `inside` [N, 1, r, r] marks the window
     /// positions in the image. Zeroing conv1's output outside the image makes
     /// the window's centre equal the dense head's output there, so the
     /// gradients from the centres alone are exactly the dense ones with the
     /// loss at those pixels.
-    Centres { windows: &'a Tensor, targets: &'a Tensor, inside: &'a Tensor },
+    Centres { windows: &'a Tensor, targets: &'a Targets, inside: &'a Tensor },
 }
 
-/// Forward and backward of the head against targets in [0, 1].
-pub fn head_gradients(head: &HypercolumnHead, supervision: Supervision<'_>, kind: Loss) -> Result<StepGradients> {
+/// Forward and backward of the head under `objective`.
+pub fn head_gradients(
+    head: &HypercolumnHead,
+    supervision: Supervision<'_>,
+    objective: &Objective,
+) -> Result<StepGradients> {
     // The head's weights are trainable `Var`s; detached copies keep this
     // step's tensors (and the gradients returned) free of autograd graphs.
     let [conv1, conv2, out] = head.convs().map(|c| Conv2d::new(c.weight().detach(), c.bias().detach()));
     match supervision {
         Supervision::Dense { hypercolumn, targets, qssim } => {
-            dense_gradients([&conv1, &conv2, &out], hypercolumn, targets, qssim, kind)
+            dense_gradients([&conv1, &conv2, &out], hypercolumn, targets, qssim, objective)
         }
         Supervision::Centres { windows, targets, inside } => {
-            centre_gradients([&conv1, &conv2, &out], windows, inside, targets, kind)
+            centre_gradients([&conv1, &conv2, &out], windows, inside, targets, objective)
         }
     }
 }
@@ -63,12 +66,13 @@ pub fn head_gradients(head: &HypercolumnHead, supervision: Supervision<'_>, kind
 fn dense_gradients(
     [conv1, conv2, out]: [&Conv2d; 3],
     t: &HypercolumnParts,
-    targets: &Tensor,
+    targets: &Targets,
     qssim: Option<QssimTerm<'_>>,
-    kind: Loss,
+    objective: &Objective,
 ) -> Result<StepGradients> {
     let c1 = conv1.weight().dim(0)?;
     let c2 = conv2.weight().dim(0)?;
+    let k = out.weight().dim(0)?;
     let (n, h, w) = t.size()?;
 
     let a_pre = first_conv(conv1, t)?;
@@ -77,23 +81,24 @@ fn dense_gradients(
     let b = b_pre.relu()?;
     let q = Tensor::cat(&[&a, &b], 1)?;
     let z = candle_core::Module::forward(out, &q)?;
-    let mut loss_value = loss(kind, &z, targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-    let mut dz = loss_gradient(kind, &z, targets)?;
+    let mut loss_value = objective.loss(&z, targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    let mut dz = objective.gradient(&z, targets)?;
     if let Some(term) = qssim {
-        let (score, dz_qssim) = qssim_gradient(term, &z, targets)?;
+        let Targets::Uv(uv) = targets else { candle_core::bail!("the QSSIM term needs (U, V) targets") };
+        let (score, dz_qssim) = qssim_gradient(term, &z, uv)?;
         loss_value += term.weight * (1.0 - score);
         dz = (dz + dz_qssim)?;
     }
     let mut grads = HashMap::new();
 
     // out: 1x1 convolution, a matrix product per pixel.
-    let dz_flat = dz.reshape((n, 2, h * w))?;
+    let dz_flat = dz.reshape((n, k, h * w))?;
     let q_flat = q.reshape((n, c1 + c2, h * w))?;
-    let d_out_w = dz_flat.matmul(&q_flat.transpose(1, 2)?)?.sum(0)?.reshape((2, c1 + c2, 1, 1))?;
+    let d_out_w = dz_flat.matmul(&q_flat.transpose(1, 2)?)?.sum(0)?.reshape((k, c1 + c2, 1, 1))?;
     grads.insert("out.weight".to_string(), d_out_w);
     grads.insert("out.bias".to_string(), sum_nhw(&dz)?);
     // dq = Woutᵀ · dz, as its a and b parts (each contiguous).
-    let w_out_t = out.weight().reshape((2, c1 + c2))?.t()?;
+    let w_out_t = out.weight().reshape((k, c1 + c2))?.t()?;
     let dq_a = w_out_t.narrow(0, 0, c1)?.broadcast_matmul(&dz_flat)?.reshape((n, c1, h, w))?;
     let dq_b = w_out_t.narrow(0, c1, c2)?.broadcast_matmul(&dz_flat)?.reshape((n, c2, h, w))?;
 
@@ -121,16 +126,17 @@ fn dense_gradients(
 /// cols [N·k2², 451·k1²]  (the k1 x k1 patch under each conv1 position)
 /// a = relu(cols · W1ᵀ + b1) · inside          [N·k2², c1]
 /// b = relu([a around the centre] · W2ᵀ + b2)  [N, c2]
-/// z = [a at the centre, b] · Woutᵀ + bout     [N, 2]
+/// z = [a at the centre, b] · Woutᵀ + bout     [N, outputs]
 /// ```
 fn centre_gradients(
     [conv1, conv2, out]: [&Conv2d; 3],
     windows: &Tensor,
     inside: &Tensor,
-    targets: &Tensor,
-    kind: Loss,
+    targets: &Targets,
+    objective: &Objective,
 ) -> Result<StepGradients> {
     let (count, cin, r, r2) = windows.dims4()?;
+    let k = out.weight().dim(0)?;
     let (c1, _, k1, _) = conv1.weight().dims4()?;
     let (c2, _, k2, _) = conv2.weight().dims4()?;
     if r != r2 || r != k1 + k2 - 1 {
@@ -151,7 +157,7 @@ fn centre_gradients(
     let mask = Tensor::stack(&mask, 1)?.reshape((count * positions, 1))?;
     let w1 = conv1.weight().reshape((c1, cin * k1 * k1))?;
     let w2 = conv2.weight().reshape((c2, c1 * positions))?;
-    let w_out = out.weight().reshape((2, c1 + c2))?;
+    let w_out = out.weight().reshape((k, c1 + c2))?;
 
     let a_pre = cols.matmul(&w1.t()?)?.broadcast_add(conv1.bias())?;
     let a = a_pre.relu()?.broadcast_mul(&mask)?;
@@ -162,12 +168,12 @@ fn centre_gradients(
     let b = b_pre.relu()?;
     let a_centre = a_grouped.narrow(1, centre, 1)?.squeeze(1)?;
     let q = Tensor::cat(&[&a_centre, &b], 1)?;
-    let z = q.matmul(&w_out.t()?)?.broadcast_add(out.bias())?.reshape((count, 2, 1, 1))?;
-    let loss_value = loss(kind, &z, targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-    let dz = loss_gradient(kind, &z, targets)?.reshape((count, 2))?;
+    let z = q.matmul(&w_out.t()?)?.broadcast_add(out.bias())?.reshape((count, k, 1, 1))?;
+    let loss_value = objective.loss(&z, targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    let dz = objective.gradient(&z, targets)?.reshape((count, k))?;
     let mut grads = HashMap::new();
 
-    grads.insert("out.weight".to_string(), dz.t()?.matmul(&q)?.reshape((2, c1 + c2, 1, 1))?);
+    grads.insert("out.weight".to_string(), dz.t()?.matmul(&q)?.reshape((k, c1 + c2, 1, 1))?);
     grads.insert("out.bias".to_string(), dz.sum(0)?);
     let dq = dz.matmul(&w_out)?;
 
@@ -190,19 +196,19 @@ fn centre_gradients(
 }
 
 /// A sampled-pixel step: the hypercolumn windows around `pixels` (the head's
-/// receptive field), the loss at their centres against `targets` ((U, V) /
-/// 255 per pixel, row-major).
+/// receptive field), the loss at their centres against `uv`, the pixels'
+/// (U, V) bytes as [pixels, 2] (`sampling::targets_at`).
 pub fn sampled_gradients(
     model: &Colorizer,
     y: &Tensor,
     pixels: &[Pixel],
-    targets: Vec<f32>,
-    kind: Loss,
+    uv: &[u8],
+    objective: &Objective,
 ) -> std::result::Result<StepGradients, ModelError> {
-    let targets = Tensor::from_vec(targets, (pixels.len(), 2, 1, 1), y.device())?;
+    let targets = objective.targets(uv, (pixels.len(), 1, 1), y.device())?;
     let windows = model.hypercolumn_windows(y, pixels, model.head().config().receptive_field())?;
     let supervision = Supervision::Centres { windows: &windows.features, targets: &targets, inside: &windows.inside };
-    Ok(head_gradients(model.head(), supervision, kind)?)
+    Ok(head_gradients(model.head(), supervision, objective)?)
 }
 
 /// (`grad` + `extra`) where `pre` > 0, else 0: the gradient through a

@@ -2,7 +2,10 @@
 //! loop of steps with logging, validation and checkpoints.
 
 use crate::augment::flip_some;
+use crate::bin_loss::{bin_frequencies, rebalancing_weights, BinObjective, SoftEncoding};
 use crate::checkpoint::{self, TrainState};
+use crate::config::Loss;
+use crate::loss::Objective;
 use crate::optimizer::Sgd;
 use crate::qssim_loss::QssimTerm;
 use crate::run::{git_revision, new_run_path, MetricsLog};
@@ -12,7 +15,7 @@ use crate::step::{head_gradients, sampled_gradients, Supervision};
 use crate::tensorboard::TbLogger;
 use crate::validate::Validator;
 use crate::Experiment;
-use candle_core::{DType, Device, Tensor};
+use candle_core::Device;
 use colorize_data::batches::batches_per_epoch;
 use colorize_data::{BatchLoader, Manifest, UvCache};
 use colorize_eval::Summary;
@@ -149,11 +152,14 @@ pub fn train(
     let mut model = Colorizer::new(&trunk, experiment.model.head, cfg.seed, &options.device)?;
     let mut optimizer = Sgd::new(cfg.optimizer);
     let hash = config_hash(experiment);
+    // The bins loss's soft encoding: fixed by the config, needed by a fresh
+    // head's prior and by every step.
+    let encoding = (cfg.loss == Loss::Bins).then(|| SoftEncoding::new(&experiment.model.head.colour_bins(), &cfg.bins));
 
     // A fresh run folder, or the resumed one with its latest checkpoint.
     let (run_dir, mut state) = match &options.resume {
         None => {
-            prepare_fresh_head(&model, &cache, experiment.model.head.standardise)?;
+            prepare_fresh_head(&model, &cache, experiment, encoding.as_ref())?;
             let run_dir = options.run_dir.clone().unwrap_or_else(|| new_run_path(&options.runs_root, &experiment.name));
             std::fs::create_dir_all(run_dir.join("checkpoints")).map_err(io(&run_dir))?;
             let config_path = run_dir.join("config.toml");
@@ -210,6 +216,12 @@ pub fn train(
             (run_dir.clone(), loaded.state)
         }
     };
+    let objective = match encoding {
+        None => Objective::Uv(cfg.loss),
+        Some(encoding) => {
+            Objective::Bins(BinObjective { encoding, weights: model.head().bin_weights(model.varmap())? })
+        }
+    };
     let checkpoints = run_dir.join("checkpoints");
     let metrics_path = run_dir.join("metrics.jsonl");
     let mut metrics = MetricsLog::open(&metrics_path, Some(state.step)).map_err(io(&metrics_path))?;
@@ -240,8 +252,7 @@ pub fn train(
         let y = model.gray_tensor(&batch.y, n, s, s)?;
         let step_grads = match cfg.sampled_pixels {
             None => {
-                let uv = Tensor::from_slice(&batch.uv, (n, 2, s, s), &options.device)?;
-                let targets = (uv.to_dtype(DType::F32)? / 255.0)?;
+                let targets = objective.targets(&batch.uv, (n, s, s), &options.device)?;
                 let hypercolumn = model.hypercolumn_parts(&y)?;
                 let qssim = (cfg.qssim_weight > 0.0).then_some(QssimTerm {
                     gray: &y,
@@ -251,12 +262,12 @@ pub fn train(
                 head_gradients(
                     model.head(),
                     Supervision::Dense { hypercolumn: &hypercolumn, targets: &targets, qssim },
-                    cfg.loss,
+                    &objective,
                 )?
             }
             Some(per_image) => {
                 let pixels = sample_pixels(n, s, per_image, cfg.seed, state.step);
-                sampled_gradients(&model, &y, &pixels, targets_at(&batch.uv, s, &pixels), cfg.loss)?
+                sampled_gradients(&model, &y, &pixels, &targets_at(&batch.uv, s, &pixels), &objective)?
             }
         };
         if !step_grads.loss.is_finite() {
@@ -365,11 +376,26 @@ const STANDARDISATION_IMAGES: usize = 128;
 
 /// A fresh head's data-dependent start: the hypercolumn standardisation
 /// (when the config asks for it) and an output bias at the cache's mean
-/// chroma, so that step 0 predicts the mean-chroma baseline. Both are saved
-/// with the head, so a resumed run does not redo them.
-fn prepare_fresh_head(model: &Colorizer, cache: &UvCache, standardise: bool) -> Result<(), TrainError> {
-    model.set_output_bias(cache.manifest().mean_uv)?;
-    if !standardise {
+/// chroma, so that step 0 predicts the mean-chroma baseline; for a bins
+/// head, the bias at the log of the cache's bin frequencies and the loss's
+/// rebalancing weights from them. All are saved with the head, so a
+/// resumed run does not redo them.
+fn prepare_fresh_head(
+    model: &Colorizer,
+    cache: &UvCache,
+    experiment: &Experiment,
+    encoding: Option<&SoftEncoding>,
+) -> Result<(), TrainError> {
+    match encoding {
+        None => model.set_output_bias(cache.manifest().mean_uv)?,
+        Some(encoding) => {
+            let bins = experiment.model.head.colour_bins();
+            let frequencies = bin_frequencies(cache, &bins, encoding, experiment.train.bins.sigma);
+            let weights = rebalancing_weights(&frequencies, experiment.train.bins.rebalance);
+            model.head().set_bin_prior(model.varmap(), &frequencies, &weights)?;
+        }
+    }
+    if !experiment.model.head.standardise {
         return Ok(());
     }
     let s = cache.side().get() as usize;

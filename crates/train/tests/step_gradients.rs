@@ -4,41 +4,76 @@ use candle_core::{DType, Device, Tensor};
 use colorize_core::Rng;
 use colorize_model::hypercolumn::Pixel;
 use colorize_model::weights::embedded_trunk;
-use colorize_model::{Colorizer, HeadConfig, HypercolumnHead};
-use colorize_train::loss::loss;
+use colorize_model::{Colorizer, HeadConfig, HeadOutput, HypercolumnHead};
+use colorize_train::bin_loss::{rebalancing_weights, BinLossConfig, BinObjective, SoftEncoding};
+use colorize_train::loss::{Objective, Targets};
 use colorize_train::qssim_loss::{join_chroma, qssim, QssimTerm};
 use colorize_train::step::{head_gradients, Supervision};
 use colorize_train::Loss;
 
+/// Every objective with the head output it trains: BCE and L2 on (U, V),
+/// and the bins loss (a coarse grid, rebalanced by made-up frequencies, so
+/// that the per-pixel weights differ).
+fn objectives() -> Vec<(HeadOutput, Objective)> {
+    let head = HeadConfig { output: HeadOutput::Bins, bin_spacing: 32, ..HeadConfig::default() };
+    let bins = head.colour_bins();
+    let config = BinLossConfig { rebalance: 0.5, sigma: 12.0, ..BinLossConfig::default() };
+    let frequencies: Vec<f64> = (0..bins.len()).map(|k| (1 + k % 5) as f64 / bins.len() as f64 / 3.0).collect();
+    let weights = rebalancing_weights(&frequencies, config.rebalance);
+    let bins = Objective::Bins(BinObjective { encoding: SoftEncoding::new(&bins, &config), weights });
+    vec![
+        (HeadOutput::Uv, Objective::Uv(Loss::Bce)),
+        (HeadOutput::Uv, Objective::Uv(Loss::L2)),
+        (HeadOutput::Bins, bins),
+    ]
+}
+
+/// A small head of `output` (bins on a 32-unit grid).
+fn small_head(output: HeadOutput, k1: usize, k2: usize) -> HeadConfig {
+    HeadConfig {
+        conv1_channels: 8,
+        conv1_kernel: k1,
+        conv2_channels: 4,
+        conv2_kernel: k2,
+        output,
+        bin_spacing: 32,
+        ..HeadConfig::default()
+    }
+}
+
 /// A fresh small head (seeded) and two random 16x16 pictures: the model,
-/// their gray [2, 1, 16, 16] (values in `gray`, inclusive) and targets
-/// [2, 2, 16, 16] (uniform in `target`).
-fn small_batch(seed: u64, data_seed: u64, gray: (u8, u8), target: (f32, f32)) -> (Colorizer, Tensor, Tensor) {
+/// their gray [2, 1, 16, 16] (values in `gray`, inclusive) and (U, V) bytes
+/// [2, 2, 16, 16] (uniform in `target`, inclusive).
+fn small_batch(
+    output: HeadOutput,
+    seed: u64,
+    data_seed: u64,
+    gray: (u8, u8),
+    target: (u8, u8),
+) -> (Colorizer, Tensor, Vec<u8>) {
     let device = Device::Cpu;
-    let head =
-        HeadConfig { conv1_channels: 8, conv1_kernel: 3, conv2_channels: 4, conv2_kernel: 3, ..HeadConfig::default() };
-    let model = Colorizer::new(&embedded_trunk(), head, seed, &device).unwrap();
+    let model = Colorizer::new(&embedded_trunk(), small_head(output, 3, 3), seed, &device).unwrap();
     let (n, s) = (2, 16);
     let mut rng = Rng::new(data_seed);
     let levels = u64::from(gray.1 - gray.0) + 1;
     let ys: Vec<u8> = (0..n * s * s).map(|_| gray.0 + rng.below(levels) as u8).collect();
-    let targets: Vec<f32> =
-        (0..n * 2 * s * s).map(|_| target.0 + (target.1 - target.0) * rng.unit_f64() as f32).collect();
+    let levels = u64::from(target.1 - target.0) + 1;
+    let uv: Vec<u8> = (0..n * 2 * s * s).map(|_| target.0 + rng.below(levels) as u8).collect();
     let y = model.gray_tensor(&ys, n, s, s).unwrap();
-    (model, y, Tensor::from_vec(targets, (n, 2, s, s), &device).unwrap())
+    (model, y, uv)
 }
 
 #[test]
 fn hand_written_gradients_equal_autograd() {
-    let (model, y, targets) = small_batch(7, 3, (0, 255), (0.0, 1.0));
-    let parts = model.hypercolumn_parts(&y).unwrap();
-    let t = parts.dense().unwrap();
-
-    for kind in [Loss::Bce, Loss::L2] {
+    for (output, objective) in objectives() {
+        let (model, y, uv) = small_batch(output, 7, 3, (0, 255), (0, 255));
+        let targets = objective.targets(&uv, (2, 16, 16), &Device::Cpu).unwrap();
+        let parts = model.hypercolumn_parts(&y).unwrap();
+        let t = parts.dense().unwrap();
         let supervision = Supervision::Dense { hypercolumn: &parts, targets: &targets, qssim: None };
-        let hand = head_gradients(model.head(), supervision, kind).unwrap();
+        let hand = head_gradients(model.head(), supervision, &objective).unwrap();
         let logits = model.logits(&t).unwrap();
-        let auto_loss = loss(kind, &logits, &targets).unwrap();
+        let auto_loss = objective.loss(&logits, &targets).unwrap();
         let auto = auto_loss.backward().unwrap();
         let auto_value = auto_loss.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
         assert!((hand.loss - auto_value).abs() < 1e-6 * auto_value.abs().max(1.0));
@@ -52,7 +87,7 @@ fn hand_written_gradients_equal_autograd() {
             assert_eq!(a.len(), h.len(), "{name}");
             let scale = a.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
             let worst = a.iter().zip(&h).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-            assert!(worst <= 1e-4 * scale, "{kind:?} {name}: max difference {worst} (scale {scale})");
+            assert!(worst <= 1e-4 * scale, "{objective:?} {name}: max difference {worst} (scale {scale})");
         }
     }
 }
@@ -62,19 +97,22 @@ fn hand_written_gradients_equal_autograd() {
 /// `smooth_chroma`.
 #[test]
 fn gradients_with_the_qssim_term_equal_autograd() {
-    let (model, y, targets) = small_batch(9, 4, (30, 229), (0.3, 0.7));
+    let (model, y, uv) = small_batch(HeadOutput::Uv, 9, 4, (30, 229), (77, 178));
+    let bce = Objective::Uv(Loss::Bce);
+    let targets = bce.targets(&uv, (2, 16, 16), &Device::Cpu).unwrap();
+    let Targets::Uv(target_uv) = &targets else { unreachable!() };
     let parts = model.hypercolumn_parts(&y).unwrap();
     let (weight, smoothing) = (3.0, 1.5);
     let term = QssimTerm { gray: &y, weight, smoothing };
     let supervision = Supervision::Dense { hypercolumn: &parts, targets: &targets, qssim: Some(term) };
-    let hand = head_gradients(model.head(), supervision, Loss::Bce).unwrap();
+    let hand = head_gradients(model.head(), supervision, &bce).unwrap();
 
     let logits = model.logits(&parts.dense().unwrap()).unwrap();
     let uv = colorize_model::smoothing::smooth_chroma(&candle_nn::ops::sigmoid(&logits).unwrap(), smoothing).unwrap();
     let pred = join_chroma(&y, &(uv * 255.0).unwrap(), true).unwrap();
-    let truth = join_chroma(&y, &(&targets * 255.0).unwrap(), false).unwrap();
+    let truth = join_chroma(&y, &(target_uv * 255.0).unwrap(), false).unwrap();
     let score = qssim(&pred, &truth).unwrap();
-    let total = (loss(Loss::Bce, &logits, &targets).unwrap() + ((1.0 - score).unwrap() * weight).unwrap()).unwrap();
+    let total = (bce.loss(&logits, &targets).unwrap() + ((1.0 - score).unwrap() * weight).unwrap()).unwrap();
     let auto = total.backward().unwrap();
     let total = total.to_scalar::<f32>().unwrap() as f64;
     assert!((hand.loss - total).abs() < 1e-5 * total, "{} vs {total}", hand.loss);
@@ -88,7 +126,7 @@ fn gradients_with_the_qssim_term_equal_autograd() {
     }
     // The term changes the update: without it the gradients differ.
     let plain = Supervision::Dense { hypercolumn: &parts, targets: &targets, qssim: None };
-    let plain = head_gradients(model.head(), plain, Loss::Bce).unwrap();
+    let plain = head_gradients(model.head(), plain, &bce).unwrap();
     let diff = (&plain.grads["out.bias"] - &hand.grads["out.bias"]).unwrap().abs().unwrap().max_all().unwrap();
     assert!(diff.to_scalar::<f32>().unwrap() > 1e-6);
 }
@@ -104,14 +142,14 @@ fn window_gradients_equal_dense_autograd_at_the_sampled_pixels() {
 }
 
 fn windows_against_dense(k1: usize, k2: usize) {
+    for (output, objective) in objectives() {
+        windows_against_dense_with(k1, k2, output, &objective);
+    }
+}
+
+fn windows_against_dense_with(k1: usize, k2: usize, output: HeadOutput, objective: &Objective) {
     let device = Device::Cpu;
-    let head = HeadConfig {
-        conv1_channels: 8,
-        conv1_kernel: k1,
-        conv2_channels: 4,
-        conv2_kernel: k2,
-        ..HeadConfig::default()
-    };
+    let head = small_head(output, k1, k2);
     let model = Colorizer::new(&embedded_trunk(), head, 9, &device).unwrap();
     let (n, s) = (2, 16);
     let mut rng = Rng::new(5);
@@ -126,20 +164,24 @@ fn windows_against_dense(k1: usize, k2: usize) {
         })
         .chain([Pixel { image: 0, row: 0, col: 0 }, Pixel { image: 1, row: 15, col: 15 }])
         .collect();
-    let targets: Vec<f32> = (0..pixels.len() * 2).map(|_| rng.unit_f64() as f32).collect();
-    let targets = Tensor::from_vec(targets, (pixels.len(), 2, 1, 1), &device).unwrap();
+    let uv: Vec<u8> = (0..pixels.len() * 2).map(|_| rng.below(256) as u8).collect();
+    let targets = objective.targets(&uv, (pixels.len(), 1, 1), &device).unwrap();
 
     let windows = model.hypercolumn_windows(&y, &pixels, head.receptive_field()).unwrap();
-    let dense = model.logits(&model.hypercolumn(&y).unwrap()).unwrap(); // [n, 2, s, s]
-    let flat = dense.permute((0, 2, 3, 1)).unwrap().reshape((n * s * s, 2)).unwrap();
+    let dense = model.logits(&model.hypercolumn(&y).unwrap()).unwrap(); // [n, outputs, s, s]
+    let outputs = dense.dim(1).unwrap();
+    let flat = dense.permute((0, 2, 3, 1)).unwrap().reshape((n * s * s, outputs)).unwrap();
     let rows: Vec<u32> = pixels.iter().map(|p| ((p.image * s + p.row) * s + p.col) as u32).collect();
-    let at_pixels =
-        flat.index_select(&Tensor::new(rows, &device).unwrap(), 0).unwrap().reshape((pixels.len(), 2, 1, 1)).unwrap();
-    for kind in [Loss::Bce, Loss::L2] {
+    let at_pixels = flat
+        .index_select(&Tensor::new(rows, &device).unwrap(), 0)
+        .unwrap()
+        .reshape((pixels.len(), outputs, 1, 1))
+        .unwrap();
+    {
         let supervision =
             Supervision::Centres { windows: &windows.features, targets: &targets, inside: &windows.inside };
-        let hand = head_gradients(model.head(), supervision, kind).unwrap();
-        let auto_loss = loss(kind, &at_pixels, &targets).unwrap();
+        let hand = head_gradients(model.head(), supervision, objective).unwrap();
+        let auto_loss = objective.loss(&at_pixels, &targets).unwrap();
         let auto = auto_loss.backward().unwrap();
         let auto_value = auto_loss.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
         assert!((hand.loss - auto_value).abs() < 1e-5 * auto_value.abs().max(1.0), "{} vs {auto_value}", hand.loss);
@@ -149,7 +191,7 @@ fn windows_against_dense(k1: usize, k2: usize) {
             let h: Vec<f32> = hand.grads[name].flatten_all().unwrap().to_vec1().unwrap();
             let scale = a.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
             let worst = a.iter().zip(&h).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-            assert!(worst <= 1e-4 * scale, "k{k1}/k{k2} {kind:?} {name}: max difference {worst} (scale {scale})");
+            assert!(worst <= 1e-4 * scale, "k{k1}/k{k2} {objective:?} {name}: max difference {worst} (scale {scale})");
         }
     }
 }

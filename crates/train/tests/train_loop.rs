@@ -31,6 +31,11 @@ fn make_photos(dir: &Path) {
 }
 
 fn experiment(dir: &Path, extra: &str) -> Experiment {
+    experiment_with(dir, "", extra)
+}
+
+/// The test config with `train_extra` in its `[train]` table and `extra` at the end.
+fn experiment_with(dir: &Path, train_extra: &str, extra: &str) -> Experiment {
     let text = format!(
         r#"
 name = "test"
@@ -48,6 +53,7 @@ max_steps = 40
 log_every = 1
 checkpoint_every = 10
 keep_last = 2
+{train_extra}
 [train.optimizer]
 lr = 0.1
 momentum = 0.9
@@ -97,6 +103,33 @@ fn the_loss_falls_when_training_on_sampled_pixels() {
     loss_falls("sampled", Some(48));
 }
 
+/// The bins loss: its floor is the soft targets' entropy (no rebalancing,
+/// so every pixel weighs 1); what is above it halves in 40 steps.
+#[test]
+fn the_bins_loss_falls_on_four_images() {
+    use colorize_train::bin_loss::{BinLossConfig, SoftEncoding};
+    let dir = prepare("bins-falls");
+    let e = experiment_with(&dir, "loss = \"bins\"", "");
+    let outcome = train(&e, &options(&dir, "a", Arc::new(AtomicBool::new(false))), &mut |_| {}).unwrap();
+    let l = losses(&outcome.run_dir);
+    let encoding = SoftEncoding::new(&e.model.head.colour_bins(), &BinLossConfig::default());
+    let cache = colorize_data::UvCache::open(&e.data.cache).unwrap();
+    let area = 32 * 32;
+    let mut floor = 0.0;
+    for i in 0..cache.len() {
+        let (u, v) = cache.get(i).uv.split_at(area);
+        for (&u, &v) in u.iter().zip(v) {
+            floor -= encoding.encode(u, v).iter().map(|&(_, z)| f64::from(z) * f64::from(z).ln()).sum::<f64>();
+        }
+    }
+    floor /= (cache.len() * area) as f64;
+    let excess = |range: std::ops::Range<usize>| {
+        l[range.clone()].iter().map(|(_, v)| v - floor).sum::<f64>() / range.len() as f64
+    };
+    let (first, last) = (excess(0..5), excess(35..40));
+    assert!(last < 0.5 * first, "excess loss {first:.5} -> {last:.5} (floor {floor:.5})");
+}
+
 #[test]
 fn a_diverging_run_stops_with_a_clear_error() {
     let dir = prepare("diverge");
@@ -140,8 +173,20 @@ fn loss_falls(name: &str, sampled_pixels: Option<usize>) {
 
 #[test]
 fn an_interrupted_run_resumes_bit_for_bit() {
-    let dir = prepare("resume");
-    let e = experiment(&dir, "");
+    resumes_bit_for_bit("resume", "");
+}
+
+/// The bins loss's prior and rebalancing weights come back from the head.
+#[test]
+fn an_interrupted_bins_run_resumes_bit_for_bit() {
+    resumes_bit_for_bit("resume-bins", BINS);
+}
+
+const BINS: &str = "loss = \"bins\"\n[train.bins]\nrebalance = 0.5\n";
+
+fn resumes_bit_for_bit(name: &str, train_extra: &str) {
+    let dir = prepare(name);
+    let e = experiment_with(&dir, train_extra, "");
     let mut short = e.clone();
     short.train.max_steps = Some(16);
     let whole = train(&short, &options(&dir, "whole", Arc::new(AtomicBool::new(false))), &mut |_| {}).unwrap();

@@ -14,9 +14,10 @@
 use super::python_with;
 use crate::flags::BenchArgs;
 use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use colorize_model::weights::embedded_trunk;
 use colorize_model::{Colorizer, HeadConfig};
+use colorize_train::loss::Objective;
 use colorize_train::sampling::sample_pixels;
 use colorize_train::step::{head_gradients, sampled_gradients, Supervision};
 use colorize_train::Loss;
@@ -215,7 +216,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let (forward_work, step_work) = gflop_per_image(side);
         let gray = vec![128u8; batch * side * side];
         let y = model.gray_tensor(&gray, batch, side, side)?;
-        let targets = Tensor::full(0.5f32, (batch, 2, side, side), &device)?.to_dtype(DType::F32)?;
+        let objective = Objective::Uv(Loss::Bce);
+        let targets = objective.targets(&vec![128u8; batch * 2 * side * side], (batch, side, side), &device)?;
         model.predict(&y)?; // warm-up
                             // Ours and PyTorch's runs alternate, so that both see the machine
                             // in the same state; each keeps its fastest.
@@ -227,7 +229,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             step.ours(timed(|| {
                 let t = model.hypercolumn_parts(&y)?;
                 let supervision = Supervision::Dense { hypercolumn: &t, targets: &targets, qssim: None };
-                let step = head_gradients(model.head(), supervision, Loss::Bce)?;
+                let step = head_gradients(model.head(), supervision, &objective)?;
                 anyhow::ensure!(step.loss.is_finite(), "the training step's loss is not finite");
                 Ok(())
             })?);
@@ -240,7 +242,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let per_image = side * side / 64;
         let start = Instant::now();
         let pixels = sample_pixels(batch, side, per_image, 1, 0);
-        let step = sampled_gradients(&model, &y, &pixels, vec![0.5; 2 * pixels.len()], Loss::Bce)?;
+        let step = sampled_gradients(&model, &y, &pixels, &vec![128; 2 * pixels.len()], &objective)?;
         anyhow::ensure!(step.loss.is_finite(), "the sampled step's loss is not finite");
         let unknown = Gflop { dense: f64::NAN, ours: f64::NAN };
         let sampled = Timing { ours: start.elapsed().as_secs_f64(), ..Timing::default() };

@@ -9,9 +9,11 @@
 //! | `colorfulness` | 0.. | — | Hasler & Süsstrunk 2003, of the prediction |
 //! | `colorfulness_gap` | | 0 best | prediction's colourfulness minus the truth's |
 //! | `auc` | 0..1 | higher | area under the cumulative chroma-error curve, thresholds 0..150 |
+//! | `hue` | 0..1 | higher | share of the truth's clearly coloured pixels whose predicted hue is within 30° (see `hue`) |
 
 mod auc;
 mod colorfulness;
+mod hue;
 mod psnr;
 mod qssim;
 mod ssim;
@@ -19,6 +21,7 @@ pub mod window;
 
 pub use auc::{auc, chroma_error_curve};
 pub use colorfulness::colorfulness;
+pub use hue::{hue_accuracy, HUE_MIN_CHROMA, HUE_MIN_PREDICTED_CHROMA, HUE_TOLERANCE_DEGREES};
 pub use psnr::psnr;
 pub use qssim::{qssim, qssim_map, C1 as QSSIM_C1, C2 as QSSIM_C2};
 pub use ssim::ssim;
@@ -54,11 +57,19 @@ pub enum Metric {
     Colorfulness,
     ColorfulnessGap,
     Auc,
+    Hue,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 6] =
-        [Metric::Qssim, Metric::Psnr, Metric::Ssim, Metric::Colorfulness, Metric::ColorfulnessGap, Metric::Auc];
+    pub const ALL: [Metric; 7] = [
+        Metric::Qssim,
+        Metric::Psnr,
+        Metric::Ssim,
+        Metric::Colorfulness,
+        Metric::ColorfulnessGap,
+        Metric::Auc,
+        Metric::Hue,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -68,7 +79,14 @@ impl Metric {
             Metric::Colorfulness => "colorfulness",
             Metric::ColorfulnessGap => "colorfulness_gap",
             Metric::Auc => "auc",
+            Metric::Hue => "hue",
         }
+    }
+
+    /// Whether the measure has no value for some pictures (NaN), which are
+    /// then left out of its mean rather than failed.
+    pub fn may_be_undefined(self) -> bool {
+        self == Metric::Hue
     }
 
     /// A comma list of names, or `all`. `colorfulness` brings its gap along.
@@ -109,6 +127,7 @@ impl Metric {
                 Ok(colorfulness(pred) - colorfulness(truth))
             }
             Metric::Auc => auc(pred, truth),
+            Metric::Hue => hue_accuracy(pred, truth),
         }
     }
 }
