@@ -71,6 +71,14 @@ pub fn run(args: PreprocessArgs) -> Result<()> {
     if let Some(bar) = bar.get() {
         bar.finish_and_clear();
     }
+    if summary.already_complete {
+        println!(
+            "the cache in {} is complete ({} images, made with this config): nothing to do",
+            cfg.cache.display(),
+            summary.cached
+        );
+        return Ok(());
+    }
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "cached {} images in {:.1} s ({:.1} images/s); {} grayscale {}, {} unreadable skipped; {} shards written, {} reused",

@@ -15,7 +15,13 @@ pub enum DataError {
     UnknownSplit { split: String, known: &'static str },
     #[error("cannot write to the output folder {}: {error}", .path.display())]
     Unwritable { path: PathBuf, error: std::io::Error },
-    #[error("{} already holds a cache; pass --resume to continue it, or choose another --out", .0.display())]
+    #[error(
+        "the cache in {} was started from another listing of {} ({then} images then, {now} now: files were added, \
+         removed or renamed); resuming would mix two draws. Restore the source, or preprocess into another --out",
+        .path.display(), .root.display()
+    )]
+    ListingChanged { path: PathBuf, root: PathBuf, then: usize, now: usize },
+    #[error("{} already holds an unfinished cache; pass --resume to continue it, or choose another --out", .0.display())]
     CacheExists(PathBuf),
     #[error("the cache in {} was made from another configuration (hash {found}, this one {expected}); use the same config to resume, or another --out", .path.display())]
     ConfigMismatch { path: PathBuf, found: String, expected: String },

@@ -76,22 +76,24 @@ pub fn list_images(root: &Path, layout: SourceLayout, split: &str) -> Result<Vec
 }
 
 /// Recursive walk collecting image files; paths relative to `relative_to`.
+/// Links to folders are followed (datasets are often linked in); a link
+/// back to a folder above it is a cycle, whose files are already listed, so
+/// it is passed over.
 fn walk(dir: &Path, relative_to: &Path) -> Result<Vec<PathBuf>, DataError> {
     let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(DataError::io(&dir))?;
-        for entry in entries {
-            let entry = entry.map_err(DataError::io(&dir))?;
-            let path = entry.path();
-            let kind = entry.file_type().map_err(DataError::io(&path))?;
-            // Follow symlinks to folders too: datasets are often linked in.
-            if kind.is_dir() || (kind.is_symlink() && path.is_dir()) {
-                pending.push(path);
-            } else if is_image_path(&path) {
-                let rel = path.strip_prefix(relative_to).unwrap_or(&path).to_path_buf();
-                found.push(rel);
+    for entry in walkdir::WalkDir::new(dir).follow_links(true) {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) if e.loop_ancestor().is_some() => continue,
+            Err(e) => {
+                let path = e.path().unwrap_or(dir).to_path_buf();
+                let error = e.into_io_error().unwrap_or_else(|| std::io::Error::other("unreadable folder entry"));
+                return Err(DataError::io(path)(error));
             }
+        };
+        let path = entry.path();
+        if entry.file_type().is_file() && is_image_path(path) {
+            found.push(path.strip_prefix(relative_to).unwrap_or(path).to_path_buf());
         }
     }
     Ok(found)
@@ -164,6 +166,19 @@ mod tests {
         assert_eq!(val, vec![PathBuf::from("val/images/val_0.JPEG")]);
         let err = list_images(&dir, SourceLayout::TinyImagenet, "test").unwrap_err();
         assert!(err.to_string().contains("test"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_cycle_is_listed_once_and_ends() {
+        let dir = tempdir("cycle");
+        touch(&dir.join("a/one.jpg"));
+        std::os::unix::fs::symlink(&dir, dir.join("a/back-to-root")).unwrap();
+        std::os::unix::fs::symlink(dir.join("a"), dir.join("linked")).unwrap();
+        let got = list_images(&dir, SourceLayout::Folder, "").unwrap();
+        // The link to `a` is a second path to the same file (not a cycle);
+        // the link back to the root is a cycle and is passed over.
+        assert_eq!(got, vec![PathBuf::from("a/one.jpg"), PathBuf::from("linked/one.jpg")]);
     }
 
     #[test]

@@ -170,6 +170,10 @@ fn an_interrupted_run_resumes_to_the_same_bytes() {
         v
     };
     assert_eq!(names(&dir.join("whole")), names(&dir.join("parted")));
+    // Once complete, the same command again is done at once, not refused.
+    let again = write_cache(&parted, false, &AtomicBool::new(false), &quiet).unwrap();
+    assert!(again.already_complete && again.shards_written == 0);
+    assert_eq!(again.cached, summary.cached);
     for name in names(&dir.join("whole")) {
         let a = std::fs::read(dir.join("whole").join(&name)).unwrap();
         let b = std::fs::read(dir.join("parted").join(&name)).unwrap();
@@ -194,6 +198,21 @@ fn excluded_folders_are_left_out() {
     let cache = UvCache::open(&dir.join("cache")).unwrap();
     assert_eq!(cache.manifest().listed, 10);
     assert!(cache.manifest().images.iter().all(|r| !r.path.starts_with("held-out")));
+}
+
+#[test]
+fn a_resume_after_the_source_changed_is_refused() {
+    let dir = tempdir("listing");
+    make_dataset(&dir.join("src"));
+    let cfg = config(&dir.join("src"), &dir.join("cache"), 16);
+    let stop = AtomicBool::new(true);
+    let summary = write_cache(&cfg, false, &stop, &quiet).unwrap();
+    assert!(summary.interrupted);
+    gradient(30, 30).save(dir.join("src/class-a/new.png")).unwrap();
+    let err = write_cache(&cfg, true, &AtomicBool::new(false), &quiet).unwrap_err().to_string();
+    assert!(err.contains("another listing") && err.contains("10 images then, 11 now"), "{err}");
+    std::fs::remove_file(dir.join("src/class-a/new.png")).unwrap();
+    assert!(write_cache(&cfg, true, &AtomicBool::new(false), &quiet).is_ok());
 }
 
 #[test]
@@ -327,4 +346,48 @@ fn squash_keeps_the_whole_picture() {
     let image = cache.get(0);
     assert_eq!(image.y[16 * 8], reference_yuv([255, 0, 0])[0]);
     assert_eq!(image.y[16 * 8 + 15], reference_yuv([0, 0, 255])[0]);
+}
+
+/// A picture with detail everywhere (noise on a gradient), so that every
+/// part of a JPEG's scan carries data.
+fn detailed(w: u32, h: u32) -> RgbImage {
+    let mut rng = colorize_core::Rng::new(11);
+    RgbImage::from_fn(w, h, |x, y| {
+        let base = [(x * 255 / w) as u8, (y * 255 / h) as u8, 120];
+        Rgb(base.map(|b| b.saturating_add(rng.below(60) as u8)))
+    })
+}
+
+#[test]
+fn truncated_files_are_skipped_as_truncated_never_cached() {
+    let dir = tempdir("truncated");
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let encode = |format: ImageFormat| {
+        let mut bytes = Vec::new();
+        detailed(160, 120).write_to(&mut std::io::Cursor::new(&mut bytes), format).unwrap();
+        bytes
+    };
+    let (jpeg, png) = (encode(ImageFormat::Jpeg), encode(ImageFormat::Png));
+    let cuts = [("third", jpeg.len() / 3), ("two-thirds", 2 * jpeg.len() / 3), ("all-but-two", jpeg.len() - 2)];
+    for (name, len) in cuts {
+        std::fs::write(src.join(format!("cut-{name}.jpg")), &jpeg[..len]).unwrap();
+    }
+    std::fs::write(src.join("cut.png"), &png[..png.len() - 20]).unwrap();
+    std::fs::write(src.join("whole.jpg"), &jpeg).unwrap();
+    // Bytes after the end-of-image marker (some cameras append data) are fine.
+    let mut trailing = jpeg.clone();
+    trailing.extend_from_slice(b"appended by a camera");
+    std::fs::write(src.join("trailing.jpg"), &trailing).unwrap();
+
+    let cfg = config(&src, &dir.join("cache"), 16);
+    let summary = write_cache(&cfg, false, &AtomicBool::new(false), &quiet).unwrap();
+    let manifest = UvCache::open(&dir.join("cache")).unwrap().manifest().clone();
+    let mut skipped: Vec<(&str, &str)> =
+        manifest.skipped.iter().map(|s| (s.path.as_str(), s.reason.as_str())).collect();
+    skipped.sort();
+    let names: Vec<&str> = skipped.iter().map(|s| s.0).collect();
+    assert_eq!(names, ["cut-all-but-two.jpg", "cut-third.jpg", "cut-two-thirds.jpg", "cut.png"], "{skipped:?}");
+    assert!(skipped.iter().all(|(_, reason)| reason.starts_with("truncated")), "{skipped:?}");
+    assert_eq!(summary.cached, 2, "the whole file and the one with trailing bytes");
 }

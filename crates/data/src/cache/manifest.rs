@@ -18,6 +18,10 @@ pub struct Manifest {
     pub count: usize,
     /// Images listed under the source root.
     pub listed: usize,
+    /// Fingerprint of that listing (the sorted relative paths): a resume
+    /// draws from the same files or is refused. Absent in older caches.
+    #[serde(default)]
+    pub listing_hash: Option<String>,
     /// Mean U and V (0..255) over every cached pixel: the mean-chroma baseline.
     pub mean_uv: [f64; 2],
     pub shards: Vec<ShardInfo>,
@@ -69,7 +73,7 @@ pub struct Skipped {
 }
 
 impl Manifest {
-    pub(crate) fn empty(config: &PreprocessConfig, listed: usize) -> Manifest {
+    pub(crate) fn empty(config: &PreprocessConfig, listed: usize, listing_hash: String) -> Manifest {
         Manifest {
             format_version: FORMAT_VERSION,
             complete: false,
@@ -78,6 +82,7 @@ impl Manifest {
             size: config.size,
             count: 0,
             listed,
+            listing_hash: Some(listing_hash),
             mean_uv: [128.0, 128.0],
             shards: Vec::new(),
             images: Vec::new(),

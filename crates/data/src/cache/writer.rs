@@ -33,6 +33,8 @@ pub struct CacheSummary {
     pub shards_reused: usize,
     /// True when `stop` was raised: the cache is valid so far, resumable.
     pub interrupted: bool,
+    /// True when the cache was already complete with this config: nothing was done.
+    pub already_complete: bool,
     pub manifest: PathBuf,
 }
 
@@ -70,7 +72,9 @@ pub fn write_cache(
     let out = cfg.cache.as_path();
     prepare_out_dir(out)?;
 
-    let mut manifest = Manifest::empty(cfg, listing.len());
+    let listing_text: Vec<String> = listing.iter().map(|p| portable(p)).collect();
+    let listing_hash = colorize_core::fingerprint(listing_text.join("\n").as_bytes());
+    let mut manifest = Manifest::empty(cfg, listing.len(), listing_hash);
     if out.join(MANIFEST).exists() {
         let existing = Manifest::read(out)?;
         if existing.config_hash != manifest.config_hash {
@@ -78,6 +82,26 @@ pub fn write_cache(
                 path: out.to_path_buf(),
                 found: existing.config_hash,
                 expected: manifest.config_hash,
+            });
+        }
+        if existing.listing_hash.as_ref().is_some_and(|h| Some(h) != manifest.listing_hash.as_ref()) {
+            return Err(DataError::ListingChanged {
+                path: out.to_path_buf(),
+                root: cfg.source.clone(),
+                then: existing.listed,
+                now: listing.len(),
+            });
+        }
+        if existing.complete {
+            return Ok(CacheSummary {
+                cached: existing.count,
+                grayscale: existing.grayscale.len(),
+                skipped: existing.skipped.len(),
+                shards_written: 0,
+                shards_reused: existing.shards.len(),
+                interrupted: false,
+                already_complete: true,
+                manifest: out.join(MANIFEST),
             });
         }
         if !resume {
@@ -98,6 +122,7 @@ pub fn write_cache(
         shards_written: 0,
         shards_reused: 0,
         interrupted: false,
+        already_complete: false,
         manifest: out.join(MANIFEST),
     };
     let mut records = Vec::new();
