@@ -3,7 +3,7 @@
 //! The order of epoch e is a permutation drawn from (seed, e) alone, so a
 //! run resumed at (epoch, batch) sees exactly the batches it would have seen.
 
-use crate::UvCache;
+use crate::{DataError, UvCache};
 use colorize_core::Rng;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
@@ -57,11 +57,20 @@ pub struct BatchLoader {
 }
 
 impl BatchLoader {
-    /// # Panics
-    /// When `batch_size` is 0 or the cache is empty (checked by callers'
-    /// configs before a loader is made).
-    pub fn start(cache: Arc<UvCache>, seed: u64, batch_size: usize, epoch: u64, batch: usize) -> BatchLoader {
-        assert!(batch_size > 0 && !cache.is_empty(), "a loader needs images and a batch size");
+    /// Starts the loader thread; an empty cache or a batch size of 0 is an error.
+    pub fn start(
+        cache: Arc<UvCache>,
+        seed: u64,
+        batch_size: usize,
+        epoch: u64,
+        batch: usize,
+    ) -> Result<BatchLoader, DataError> {
+        if batch_size == 0 {
+            return Err(DataError::Loader("the batch size is 0".into()));
+        }
+        if cache.is_empty() {
+            return Err(DataError::Loader("the cache holds no images".into()));
+        }
         let (sender, receiver) = sync_channel(PREFETCH);
         let worker = std::thread::Builder::new()
             .name("batch-loader".into())
@@ -81,15 +90,26 @@ impl BatchLoader {
                     index = 0;
                 }
             })
-            .expect("spawning the batch loader thread");
-        BatchLoader { receiver: Some(receiver), worker: Some(worker) }
+            .map_err(|e| DataError::Loader(format!("cannot start its thread: {e}")))?;
+        Ok(BatchLoader { receiver: Some(receiver), worker: Some(worker) })
     }
-}
 
-impl Iterator for BatchLoader {
-    type Item = Batch;
-    fn next(&mut self) -> Option<Batch> {
-        self.receiver.as_ref()?.recv().ok()
+    /// The next batch. The stream is endless, so no batch means the loader
+    /// thread died: the error says why (its panic message).
+    pub fn next_batch(&mut self) -> Result<Batch, DataError> {
+        if let Some(batch) = self.receiver.as_ref().and_then(|r| r.recv().ok()) {
+            return Ok(batch);
+        }
+        self.receiver = None;
+        let reason = match self.worker.take().map(JoinHandle::join) {
+            Some(Err(panic)) => panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "it panicked".into()),
+            _ => "its thread ended".into(),
+        };
+        Err(DataError::Loader(format!("the batch loader stopped: {reason}")))
     }
 }
 

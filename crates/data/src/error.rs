@@ -21,6 +21,8 @@ pub enum DataError {
         .path.display(), .root.display()
     )]
     ListingChanged { path: PathBuf, root: PathBuf, then: usize, now: usize },
+    #[error("batches: {0}")]
+    Loader(String),
     #[error("{} already holds an unfinished cache; pass --resume to continue it, or choose another --out", .0.display())]
     CacheExists(PathBuf),
     #[error("the cache in {} was made from another configuration (hash {found}, this one {expected}); use the same config to resume, or another --out", .path.display())]

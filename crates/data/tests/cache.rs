@@ -310,7 +310,8 @@ fn batches_are_reproducible_from_seed_and_epoch_and_resume_mid_epoch() {
     let cache = Arc::new(UvCache::open(&dir.join("cache")).unwrap());
     assert_eq!(cache.len(), 6);
 
-    let first: Vec<_> = BatchLoader::start(cache.clone(), 5, 4, 0, 0).take(6).collect();
+    let mut loader = BatchLoader::start(cache.clone(), 5, 4, 0, 0).unwrap();
+    let first: Vec<_> = (0..6).map(|_| loader.next_batch().unwrap()).collect();
     // 6 images, batch 4: batches of 4 and 2, epoch after epoch.
     let shape: Vec<(u64, usize, usize)> = first.iter().map(|b| (b.epoch, b.index, b.ids.len())).collect();
     assert_eq!(shape, [(0, 0, 4), (0, 1, 2), (1, 0, 4), (1, 1, 2), (2, 0, 4), (2, 1, 2)]);
@@ -323,7 +324,8 @@ fn batches_are_reproducible_from_seed_and_epoch_and_resume_mid_epoch() {
     assert_eq!(&b.y[256..512], cache.get(b.ids[1]).y);
     assert_eq!(&b.uv[512..1024], cache.get(b.ids[1]).uv);
 
-    let resumed: Vec<_> = BatchLoader::start(cache.clone(), 5, 4, 1, 1).take(3).collect();
+    let mut loader = BatchLoader::start(cache.clone(), 5, 4, 1, 1).unwrap();
+    let resumed: Vec<_> = (0..3).map(|_| loader.next_batch().unwrap()).collect();
     for (a, b) in first[3..].iter().zip(&resumed) {
         assert_eq!((a.epoch, a.index, &a.ids, &a.y), (b.epoch, b.index, &b.ids, &b.y));
     }

@@ -141,6 +141,9 @@ pub fn train(
             config: experiment.data.size.get(),
         });
     }
+    if cache.is_empty() {
+        return Err(TrainError::NoCache { path: cache_dir.clone(), reason: "it holds no images".into() });
+    }
     let manifest_hash = Manifest::file_hash(cache_dir)?;
     let side = cache.side();
     let s = side.get() as usize;
@@ -238,12 +241,12 @@ pub fn train(
         validation: validator.as_ref().map_or(0, Validator::len),
     });
 
-    let mut loader = BatchLoader::start(cache.clone(), cfg.seed, cfg.batch_size, state.epoch, state.batch);
+    let mut loader = BatchLoader::start(cache.clone(), cfg.seed, cfg.batch_size, state.epoch, state.batch)?;
     let mut interrupted = false;
     let mut window = (Instant::now(), 0usize);
     let mut last_checkpoint = checkpoints.join(checkpoint::step_name(state.step));
     while state.step < total_steps {
-        let Some(mut batch) = loader.next() else { break };
+        let mut batch = loader.next_batch()?;
         let n = batch.ids.len();
         if cfg.flip {
             flip_some(&mut batch.y, &mut batch.uv, n, s, cfg.seed, state.step);

@@ -247,3 +247,23 @@ fn a_mismatched_or_corrupt_checkpoint_is_refused() {
     let err = train(&run_config(&run).unwrap(), &resume, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("state.json"), "{err}");
 }
+
+/// A cache whose every file was unusable holds no images: training says so
+/// (it used to panic in the batch loader when nothing needed measuring).
+#[test]
+fn an_empty_cache_is_an_error_not_a_panic() {
+    let dir = tempdir("empty");
+    std::fs::create_dir_all(dir.join("photos")).unwrap();
+    std::fs::write(dir.join("photos/broken.jpg"), b"not a picture").unwrap();
+    let e = experiment(&dir, "");
+    write_cache(&e.data, false, &AtomicBool::new(false), &|_| {}).unwrap();
+    for standardise in [false, true] {
+        let mut e = e.clone();
+        e.model.head.standardise = standardise;
+        let err = train(&e, &options(&dir, "a", Arc::new(AtomicBool::new(false))), &mut |_| {}).unwrap_err();
+        assert!(err.to_string().contains("no images"), "{err}");
+    }
+    let cache = Arc::new(colorize_data::UvCache::open(&e.data.cache).unwrap());
+    let err = colorize_data::BatchLoader::start(cache, 1, 4, 0, 0).err().unwrap();
+    assert!(err.to_string().contains("no images"), "{err}");
+}
