@@ -113,8 +113,24 @@ pub struct TrainOutcome {
     pub last_checkpoint: PathBuf,
 }
 
-/// The experiment's fingerprint as a run records it.
+/// The experiment's fingerprint as a run records it: everything that
+/// changes the computation. The run's length (`train.epochs`,
+/// `train.max_steps`) and its reporting cadence (`train.log_every`,
+/// `train.checkpoint_every`, `train.keep_last`) are left out, so that a run
+/// can be resumed longer or with other logging.
 pub fn config_hash(experiment: &Experiment) -> String {
+    let mut computation = experiment.clone();
+    let defaults = crate::config::TrainConfig::default();
+    let t = &mut computation.train;
+    (t.epochs, t.max_steps) = (defaults.epochs, defaults.max_steps);
+    (t.log_every, t.checkpoint_every, t.keep_last) =
+        (defaults.log_every, defaults.checkpoint_every, defaults.keep_last);
+    colorize_core::fingerprint(computation.to_toml().as_bytes())
+}
+
+/// The fingerprint runs recorded before the length could change: the
+/// whole resolved config. A checkpoint carrying it still resumes.
+fn whole_config_hash(experiment: &Experiment) -> String {
     colorize_core::fingerprint(experiment.to_toml().as_bytes())
 }
 
@@ -201,7 +217,12 @@ pub fn train(
                 return Err(resume_err("it has no checkpoint".into()));
             };
             let loaded = checkpoint::read(&latest, &options.device)?;
-            if loaded.state.config_hash != hash {
+            // Checkpoints written before run lengths could change carry the
+            // whole config's fingerprint: check it against the config the
+            // run folder recorded, and that config against this one.
+            let recorded = run_config(run_dir)?;
+            let legacy = loaded.state.config_hash == whole_config_hash(&recorded) && config_hash(&recorded) == hash;
+            if loaded.state.config_hash != hash && !legacy {
                 return Err(resume_err(format!(
                     "checkpoint {} was made with another config (hash {}, config.toml now {hash})",
                     latest.display(),
@@ -216,7 +237,9 @@ pub fn train(
             }
             model.load_head(&loaded.head)?;
             optimizer.load_state(loaded.momentum);
-            (run_dir.clone(), loaded.state)
+            record_resumed_length(run_dir, experiment)?;
+            let state = TrainState { config_hash: hash.clone(), ..loaded.state };
+            (run_dir.clone(), state)
         }
     };
     let objective = match encoding {
@@ -371,6 +394,33 @@ pub fn train(
         interrupted,
         last_checkpoint: last_checkpoint.join(checkpoint::HEAD_FILE),
     })
+}
+
+/// A resumed run may run longer or log otherwise (see `config_hash`): the
+/// run folder's `config.toml` is rewritten with the values it now runs with,
+/// and the change is noted in `resumes.jsonl`.
+fn record_resumed_length(run_dir: &Path, experiment: &Experiment) -> Result<(), TrainError> {
+    let config_path = run_dir.join("config.toml");
+    let before = std::fs::read_to_string(&config_path).map_err(io(&config_path))?;
+    let now = experiment.to_toml();
+    if before == now {
+        return Ok(());
+    }
+    let tmp = run_dir.join("config.toml.tmp");
+    std::fs::write(&tmp, &now).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &config_path).map_err(io(&config_path))?;
+    let t = &experiment.train;
+    let line = json!({
+        "resumed_utc": crate::run::utc_stamp(std::time::SystemTime::now()),
+        "epochs": t.epochs,
+        "max_steps": t.max_steps,
+        "log_every": t.log_every,
+        "checkpoint_every": t.checkpoint_every,
+        "keep_last": t.keep_last,
+    });
+    let path = run_dir.join("resumes.jsonl");
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
+    std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes()).map_err(io(&path))
 }
 
 /// Images, spread evenly over the cache, on which a fresh run measures the

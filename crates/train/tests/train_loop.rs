@@ -267,3 +267,36 @@ fn an_empty_cache_is_an_error_not_a_panic() {
     let err = colorize_data::BatchLoader::start(cache, 1, 4, 0, 0).err().unwrap();
     assert!(err.to_string().contains("no images"), "{err}");
 }
+
+/// A finished run extended with a larger `max_steps` (and other logging)
+/// continues where it stopped and ends where a run of that length would;
+/// a change to the computation is still refused.
+#[test]
+fn a_finished_run_can_be_extended() {
+    let dir = prepare("extend");
+    let mut long = experiment(&dir, "");
+    long.train.max_steps = Some(16);
+    let whole = train(&long, &options(&dir, "whole", Arc::new(AtomicBool::new(false))), &mut |_| {}).unwrap();
+
+    let mut short = long.clone();
+    short.train.max_steps = Some(10);
+    let first = train(&short, &options(&dir, "extended", Arc::new(AtomicBool::new(false))), &mut |_| {}).unwrap();
+    assert_eq!(first.steps, 10);
+    let mut extended = run_config(&first.run_dir).unwrap();
+    extended.train.max_steps = Some(16);
+    extended.train.log_every = 2;
+    let mut resume = options(&dir, "extended", Arc::new(AtomicBool::new(false)));
+    resume.resume = Some(first.run_dir.clone());
+    let done = train(&extended, &resume, &mut |_| {}).unwrap();
+    assert_eq!(done.steps, 16);
+    let head = |run: &PathBuf| std::fs::read(run.join("checkpoints/step-00000016/head.safetensors")).unwrap();
+    assert!(head(&whole.run_dir) == head(&done.run_dir), "the extended run ends where the long one does");
+    assert_eq!(run_config(&done.run_dir).unwrap().train.max_steps, Some(16), "the run folder records its new length");
+    assert!(std::fs::read_to_string(done.run_dir.join("resumes.jsonl")).unwrap().contains("\"max_steps\":16"));
+
+    let mut other = run_config(&done.run_dir).unwrap();
+    other.train.max_steps = Some(20);
+    other.train.batch_size = 2;
+    let err = train(&other, &resume, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("another config"), "{err}");
+}
