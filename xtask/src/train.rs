@@ -43,7 +43,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Event::Step { step, epoch, loss, lr, images_per_s } => {
             println!("step {step:>7}  epoch {epoch:>4}  loss {loss:.5}  lr {lr:.3e}  {images_per_s:.1} images/s");
         }
-        Event::Validation { step, scores, gray, mean_chroma } => {
+        Event::Validation { step, scores, failed, gray, mean_chroma } => {
             let mean = |m: &BTreeMap<String, Summary>, name: &str| m.get(name).map_or(f64::NAN, |s| s.mean);
             let line: Vec<String> = scores
                 .iter()
@@ -57,6 +57,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 })
                 .collect();
             println!("validation at step {step}: {}", line.join(", "));
+            if !failed.is_empty() {
+                println!("validation at step {step}: {} pictures could not be scored, left out:", failed.len());
+                for f in failed {
+                    println!("  {}: {}", f.name, f.reason);
+                }
+            }
         }
         Event::Checkpoint { path, .. } => println!("checkpoint: {}", path.display()),
     };
@@ -73,7 +79,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if let Some(best) = outcome.best_qssim {
         println!("best validation QSSIM {best:.4}");
     }
-    println!("head: {}", outcome.last_checkpoint.display());
+    if let Some(head) = &outcome.last_checkpoint {
+        println!("head: {}", head.display());
+    }
     println!("TensorBoard: tensorboard --logdir {}", outcome.run_dir.parent().unwrap_or(&outcome.run_dir).display());
     Ok(())
 }

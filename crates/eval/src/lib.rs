@@ -13,5 +13,5 @@ pub mod report;
 pub mod score;
 
 pub use measures::{MeasureError, Metric};
-pub use report::{Report, Summary};
+pub use report::{Failure, Report, Summary};
 pub use score::{score, Item, Predictor, Protocol, Scoring};

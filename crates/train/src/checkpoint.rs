@@ -7,6 +7,7 @@
 //! checkpoints/step-00000500/optimizer.safetensors  momentum buffers, by variable name
 //! checkpoints/step-00000500/state.json             step, epoch, position, seed, lr, hashes, best score
 //! checkpoints/best/                                 the same, for the best validation QSSIM
+//!                                                   (a link to best-step-NNNNNNNN/, replaced atomically)
 //! ```
 //!
 //! What to keep (`to_delete`) is a pure function of the steps present, so
@@ -81,12 +82,23 @@ pub fn write(
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
     }
+    ensure_finite(model, optimizer).map_err(|message| bad(&target, message))?;
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
     model.save_head(&tmp.join(HEAD_FILE)).map_err(|e| bad(&tmp, e))?;
     let momentum: HashMap<String, Tensor> = optimizer.state().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     candle_core::safetensors::save(&momentum, tmp.join(OPTIMIZER_FILE)).map_err(|e| bad(&tmp, e))?;
     let json = serde_json::to_string_pretty(state).expect("state serialises");
     std::fs::write(tmp.join(STATE_FILE), json).map_err(io(&tmp))?;
+    // Durable before visible: the files and their folder reach the disk
+    // before the rename makes the checkpoint count (a power loss then
+    // leaves a whole checkpoint or a `.tmp` that is redone).
+    for file in [HEAD_FILE, OPTIMIZER_FILE, STATE_FILE] {
+        sync(&tmp.join(file))?;
+    }
+    sync(&tmp)?;
+    if name == BEST {
+        return replace_best(dir, &tmp, state.step);
+    }
     if target.exists() {
         let old = dir.join(format!(".{name}.old"));
         let _ = std::fs::remove_dir_all(&old);
@@ -96,7 +108,73 @@ pub fn write(
     } else {
         std::fs::rename(&tmp, &target).map_err(io(&target))?;
     }
+    sync(dir)?;
     Ok(target)
+}
+
+/// The name of the best checkpoint.
+pub const BEST: &str = "best";
+
+/// `best` is a link to a folder `best-step-NNNNNNNN`: a new best is written
+/// beside it and the link is replaced by a rename, which is atomic, so
+/// there is never a moment without a `best/` (a folder cannot be renamed
+/// over a non-empty one). A `best/` folder from an older run is replaced
+/// the old way once.
+fn replace_best(dir: &Path, tmp: &Path, step: u64) -> Result<PathBuf, CheckpointError> {
+    let target = dir.join(BEST);
+    let folder_name = format!("{BEST}-{}", step_name(step));
+    let folder = dir.join(&folder_name);
+    let previous = std::fs::read_link(&target).ok();
+    if folder.exists() {
+        std::fs::remove_dir_all(&folder).map_err(io(&folder))?;
+    }
+    std::fs::rename(tmp, &folder).map_err(io(&folder))?;
+    let link = dir.join(format!(".{BEST}.link"));
+    let _ = std::fs::remove_file(&link);
+    link_to(&folder_name, &link)?;
+    if target.is_dir() && previous.is_none() {
+        std::fs::remove_dir_all(&target).map_err(io(&target))?;
+    }
+    std::fs::rename(&link, &target).map_err(io(&target))?;
+    sync(dir)?;
+    if let Some(old) = previous.filter(|old| old.as_os_str() != folder_name.as_str()) {
+        let _ = std::fs::remove_dir_all(dir.join(old));
+    }
+    Ok(target)
+}
+
+#[cfg(unix)]
+fn link_to(name: &str, link: &Path) -> Result<(), CheckpointError> {
+    std::os::unix::fs::symlink(name, link).map_err(io(link))
+}
+
+#[cfg(not(unix))]
+fn link_to(_: &str, link: &Path) -> Result<(), CheckpointError> {
+    Err(bad(link, "the best checkpoint's link needs a Unix file system"))
+}
+
+/// fsync of a file or a folder.
+fn sync(path: &Path) -> Result<(), CheckpointError> {
+    std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(io(path))
+}
+
+/// Refuses to save a non-finite head variable or momentum buffer: a
+/// checkpoint is always a state training can continue from.
+fn ensure_finite(model: &Colorizer, optimizer: &Sgd) -> Result<(), String> {
+    let vars = model.varmap().data().lock().map_err(|_| "the head's variables are poisoned".to_string())?;
+    let head = vars.iter().map(|(name, var)| (name, var.as_tensor()));
+    for (name, tensor) in head.chain(optimizer.state().iter()) {
+        if !is_finite(tensor).map_err(|e| e.to_string())? {
+            return Err(format!("{name} holds a non-finite value; not saved"));
+        }
+    }
+    Ok(())
+}
+
+/// Whether every element of `t` is finite (a NaN or an infinity makes the sum so).
+pub fn is_finite(t: &Tensor) -> candle_core::Result<bool> {
+    let sum = t.abs()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+    Ok(sum.is_finite())
 }
 
 /// A checkpoint read back: its state, its head file, its optimizer state.

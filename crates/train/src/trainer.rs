@@ -39,11 +39,14 @@ pub enum TrainError {
     #[error("{}: {error}", .path.display())]
     Io { path: PathBuf, error: std::io::Error },
     #[error(
-        "the loss diverged at step {step} (loss {loss}, lr {lr}); lower train.optimizer.lr. \
-         Nothing of this step was saved: the run can resume from its last checkpoint, {}",
-        .last_checkpoint.display()
+        "training diverged at step {step} ({what}, lr {lr}); lower train.optimizer.lr. Nothing of this step was \
+         saved: {}",
+        match .last_checkpoint {
+            Some(path) => format!("the run can resume from its last checkpoint, {}", path.display()),
+            None => "no checkpoint was written yet, so start the run again".to_string(),
+        }
     )]
-    Diverged { step: u64, loss: f64, lr: f64, last_checkpoint: PathBuf },
+    Diverged { step: u64, what: String, lr: f64, last_checkpoint: Option<PathBuf> },
     #[error(transparent)]
     Model(#[from] colorize_model::ModelError),
     #[error(transparent)]
@@ -93,6 +96,8 @@ pub enum Event<'a> {
     Validation {
         step: u64,
         scores: &'a BTreeMap<String, Summary>,
+        /// Pictures that could not be scored, with the reason.
+        failed: &'a [colorize_eval::Failure],
         gray: &'a BTreeMap<String, Summary>,
         mean_chroma: &'a BTreeMap<String, Summary>,
     },
@@ -109,8 +114,8 @@ pub struct TrainOutcome {
     pub last_loss: f64,
     pub best_qssim: Option<f64>,
     pub interrupted: bool,
-    /// The head of the last checkpoint.
-    pub last_checkpoint: PathBuf,
+    /// The head of the last checkpoint (none when the run made no step).
+    pub last_checkpoint: Option<PathBuf>,
 }
 
 /// The experiment's fingerprint as a run records it: everything that
@@ -267,7 +272,7 @@ pub fn train(
     let mut loader = BatchLoader::start(cache.clone(), cfg.seed, cfg.batch_size, state.epoch, state.batch)?;
     let mut interrupted = false;
     let mut window = (Instant::now(), 0usize);
-    let mut last_checkpoint = checkpoints.join(checkpoint::step_name(state.step));
+    let mut last_checkpoint = checkpoint::list_steps(&checkpoints).pop().map(|(_, path)| path);
     while state.step < total_steps {
         let mut batch = loader.next_batch()?;
         let n = batch.ids.len();
@@ -296,13 +301,24 @@ pub fn train(
                 sampled_gradients(&model, &y, &pixels, &targets_at(&batch.uv, s, &pixels), &objective)?
             }
         };
-        if !step_grads.loss.is_finite() {
-            return Err(TrainError::Diverged {
-                step: state.step + 1,
-                loss: step_grads.loss,
-                lr,
-                last_checkpoint: last_checkpoint.clone(),
-            });
+        // The loss and every gradient are checked before the update, so
+        // the weights (and so the checkpoints) stay finite.
+        let non_finite = if step_grads.loss.is_finite() {
+            let mut names: Vec<&String> = step_grads.grads.keys().collect();
+            names.sort();
+            let mut first = None;
+            for name in names {
+                if !checkpoint::is_finite(&step_grads.grads[name])? {
+                    first = Some(format!("the gradient of {name} is not finite"));
+                    break;
+                }
+            }
+            first
+        } else {
+            Some(format!("loss {}", step_grads.loss))
+        };
+        if let Some(what) = non_finite {
+            return Err(TrainError::Diverged { step: state.step + 1, what, lr, last_checkpoint });
         }
         let vars = model.varmap().data().lock().expect("head variables").clone();
         optimizer.step(&vars, &step_grads.grads, lr)?;
@@ -332,11 +348,15 @@ pub fn train(
         let validation_due =
             experiment.validation.as_ref().is_some_and(|v| state.step % v.every == 0 || state.step == total_steps);
         if let (Some(validator), true) = (&validator, validation_due) {
-            let scores = validator.run(&model);
-            let qssim = scores.get("qssim").map(|s| s.mean);
+            let validation = validator.run(&model);
+            let scores = validation.metrics;
+            // A NaN score is no score: it must neither become nor block the best.
+            let qssim = scores.get("qssim").map(|s| s.mean).filter(|q| q.is_finite());
             let line = json!({
                 "step": state.step,
                 "validation": scores,
+                "validation_failed": validation.failed.len(),
+                "validation_failures": validation.failed,
                 "gray_baseline": validator.gray_baseline,
                 "mean_chroma_baseline": validator.mean_chroma_baseline,
             });
@@ -344,6 +364,7 @@ pub fn train(
             for (name, s) in &scores {
                 tb.scalar(&format!("val/{name}"), s.mean, state.step);
             }
+            tb.scalar("val/failed_pictures", validation.failed.len() as f64, state.step);
             for (baseline, summaries) in
                 [("gray", &validator.gray_baseline), ("mean_chroma", &validator.mean_chroma_baseline)]
             {
@@ -357,14 +378,15 @@ pub fn train(
             observer(Event::Validation {
                 step: state.step,
                 scores: &scores,
+                failed: &validation.failed,
                 gray: &validator.gray_baseline,
                 mean_chroma: &validator.mean_chroma_baseline,
             });
             state.val_qssim = qssim;
             if let Some(q) = qssim {
-                if state.best_qssim.is_none_or(|best| q > best) {
+                if state.best_qssim.is_none_or(|best| !best.is_finite() || q > best) {
                     state.best_qssim = Some(q);
-                    let path = checkpoint::write(&checkpoints, "best", &model, &optimizer, &state)?;
+                    let path = checkpoint::write(&checkpoints, checkpoint::BEST, &model, &optimizer, &state)?;
                     observer(Event::Checkpoint { step: state.step, path: &path });
                 }
             }
@@ -374,7 +396,7 @@ pub fn train(
         if state.step % cfg.checkpoint_every == 0 || state.step == total_steps || interrupted {
             let path = checkpoint::write(&checkpoints, &checkpoint::step_name(state.step), &model, &optimizer, &state)?;
             observer(Event::Checkpoint { step: state.step, path: &path });
-            last_checkpoint = path;
+            last_checkpoint = Some(path);
             let steps: Vec<u64> = checkpoint::list_steps(&checkpoints).iter().map(|(s, _)| *s).collect();
             for old in checkpoint::to_delete(&steps, cfg.keep_last) {
                 let _ = std::fs::remove_dir_all(checkpoints.join(checkpoint::step_name(old)));
@@ -392,7 +414,7 @@ pub fn train(
         last_loss: state.loss,
         best_qssim: state.best_qssim,
         interrupted,
-        last_checkpoint: last_checkpoint.join(checkpoint::HEAD_FILE),
+        last_checkpoint: last_checkpoint.map(|dir| dir.join(checkpoint::HEAD_FILE)),
     })
 }
 

@@ -15,6 +15,15 @@ use colorize_model::{colorize_image, Colorizer, ModelError};
 use image::{imageops, DynamicImage, RgbImage};
 use std::collections::BTreeMap;
 
+/// A validation's scores and how many pictures could not be scored.
+#[derive(Clone, Debug)]
+pub struct ValidationScores {
+    pub metrics: BTreeMap<String, Summary>,
+    /// Pictures that failed (unreadable, too small, a model error), with
+    /// the reason; they are left out of the means.
+    pub failed: Vec<colorize_eval::Failure>,
+}
+
 pub struct Validator {
     config: ValidationConfig,
     items: Vec<Item>,
@@ -72,18 +81,23 @@ impl Validator {
     }
 
     fn score(&self, predictor: Predictor<'_>) -> BTreeMap<String, Summary> {
+        self.score_with_failures(predictor).metrics
+    }
+
+    fn score_with_failures(&self, predictor: Predictor<'_>) -> ValidationScores {
         let scoring = Scoring {
             protocol: Protocol::ModelSize { side: self.side, crop: self.crop },
             metrics: self.config.metrics.clone(),
             predictors: vec![("prediction".into(), predictor)],
             qssim_maps: None,
         };
-        score(&self.items, &scoring, serde_json::Value::Null, Vec::new(), &|_| {}).metrics
+        let report = score(&self.items, &scoring, serde_json::Value::Null, Vec::new(), &|_| {});
+        ValidationScores { metrics: report.metrics, failed: report.failed }
     }
 
-    /// The model's scores on the validation set.
-    pub fn run(&self, model: &Colorizer) -> BTreeMap<String, Summary> {
-        self.score(Predictor::Model(model, self.side))
+    /// The model's scores on the validation set, with its failures.
+    pub fn run(&self, model: &Colorizer) -> ValidationScores {
+        self.score_with_failures(Predictor::Model(model, self.side))
     }
 
     /// (name, gray | prediction | truth) for each preview picture.

@@ -137,6 +137,45 @@ fn a_diverging_run_stops_with_a_clear_error() {
     e.train.optimizer.lr = 1e4;
     let err = train(&e, &options(&dir, "a", Arc::new(AtomicBool::new(false))), &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("diverged") && err.contains("train.optimizer.lr"), "{err}");
+    // It diverged before its first checkpoint: the message names none.
+    assert!(err.contains("no checkpoint was written yet") && !err.contains("step-0000"), "{err}");
+    assert!(colorize_train::checkpoint::list_steps(&dir.join("runs/a/checkpoints")).is_empty());
+}
+
+/// Validation pictures that cannot be scored are counted and named in
+/// metrics.jsonl; `best/` is a link replaced as the score improves.
+#[test]
+fn validation_failures_are_reported_and_best_is_a_link() {
+    let dir = prepare("validation");
+    let held_out = dir.join("held-out");
+    make_photos(&held_out);
+    std::fs::write(held_out.join("broken.png"), b"not a picture").unwrap();
+    let validation = "[validation]\nsource = \"held-out\"\nevery = 10\nimages = 1\n";
+    let mut e = experiment(&dir, validation);
+    e.train.max_steps = Some(20);
+    let outcome = train(&e, &options(&dir, "v", Arc::new(AtomicBool::new(false))), &mut |_| {}).unwrap();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(outcome.run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v.get("validation").is_some())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for line in &lines {
+        assert_eq!(line["validation_failed"], 1, "{line}");
+        assert!(line["validation_failures"][0]["name"].as_str().unwrap().contains("broken"), "{line}");
+        assert_eq!(line["validation"]["qssim"]["n"], 4);
+    }
+    let best = outcome.run_dir.join("checkpoints/best");
+    let target = std::fs::read_link(&best).expect("best is a link");
+    assert!(target.to_string_lossy().starts_with("best-step-"), "{target:?}");
+    assert!(best.join("head.safetensors").is_file());
+    let folders: Vec<String> = std::fs::read_dir(outcome.run_dir.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("best-"))
+        .collect();
+    assert_eq!(folders.len(), 1, "the replaced best's folder is gone: {folders:?}");
 }
 
 fn loss_falls(name: &str, sampled_pixels: Option<usize>) {
@@ -167,7 +206,7 @@ fn loss_falls(name: &str, sampled_pixels: Option<usize>) {
     let kept: Vec<u64> =
         colorize_train::checkpoint::list_steps(&outcome.run_dir.join("checkpoints")).iter().map(|(s, _)| *s).collect();
     assert_eq!(kept, [30, 40]);
-    assert!(outcome.last_checkpoint.is_file());
+    assert!(outcome.last_checkpoint.as_ref().is_some_and(|p| p.is_file()));
     assert!(outcome.run_dir.join("config.toml").is_file() && outcome.run_dir.join("run.json").is_file());
 }
 
@@ -299,4 +338,38 @@ fn a_finished_run_can_be_extended() {
     other.train.batch_size = 2;
     let err = train(&other, &resume, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("another config"), "{err}");
+}
+
+/// A checkpoint is always a state training can continue from: a head with
+/// a non-finite value is refused, and nothing is left behind.
+#[test]
+fn a_non_finite_head_is_never_checkpointed() {
+    use colorize_model::{Colorizer, HeadConfig};
+    use colorize_train::checkpoint::{is_finite, write, TrainState};
+    let dir = tempdir("finite");
+    let head = HeadConfig { conv1_channels: 4, conv2_channels: 2, ..HeadConfig::default() };
+    let model = Colorizer::new(&colorize_model::weights::embedded_trunk(), head, 1, &Device::Cpu).unwrap();
+    let optimizer = colorize_train::optimizer::Sgd::new(Default::default());
+    let state = TrainState {
+        format_version: colorize_train::checkpoint::FORMAT_VERSION,
+        step: 3,
+        epoch: 0,
+        batch: 3,
+        seed: 1,
+        lr: 0.1,
+        loss: 1.0,
+        config_hash: String::new(),
+        manifest_hash: String::new(),
+        head,
+        val_qssim: None,
+        best_qssim: None,
+    };
+    assert!(write(&dir, "step-00000003", &model, &optimizer, &state).is_ok());
+    let vars = model.varmap().data().lock().unwrap().clone();
+    let bias = &vars["out.bias"];
+    bias.set(&candle_core::Tensor::new(&[0.5f32, f32::NAN], &Device::Cpu).unwrap()).unwrap();
+    assert!(!is_finite(bias.as_tensor()).unwrap());
+    let err = write(&dir, "step-00000004", &model, &optimizer, &state).unwrap_err().to_string();
+    assert!(err.contains("out.bias") && err.contains("non-finite"), "{err}");
+    assert!(!dir.join("step-00000004").exists() && !dir.join(".step-00000004.tmp").exists());
 }
