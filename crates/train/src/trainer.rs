@@ -256,7 +256,7 @@ pub fn train(
     let checkpoints = run_dir.join("checkpoints");
     let metrics_path = run_dir.join("metrics.jsonl");
     let mut metrics = MetricsLog::open(&metrics_path, Some(state.step)).map_err(io(&metrics_path))?;
-    let mut tb = TbLogger::new(&run_dir);
+    let mut tb = TbLogger::new(&run_dir, options.resume.is_some().then_some(state.step));
     let validator = match &experiment.validation {
         Some(v) => Some(Validator::new(v, side, experiment.data.crop, cache.manifest().mean_uv)?),
         None => None,

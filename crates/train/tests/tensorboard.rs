@@ -118,7 +118,7 @@ fn scalars_and_non_square_images_read_back() {
     let _ = std::fs::remove_dir_all(&dir);
     let picture = RgbImage::from_fn(5, 3, |x, y| Rgb([x as u8 * 50, y as u8 * 100, 7]));
     {
-        let mut tb = TbLogger::new(&dir);
+        let mut tb = TbLogger::new(&dir, None);
         tb.scalar("train/loss", 0.25, 1);
         tb.scalar("train/loss", 0.125, 2);
         tb.image("val/strip", &picture, 2);
@@ -140,20 +140,56 @@ fn scalars_and_non_square_images_read_back() {
     assert_eq!(decoded.dimensions(), (5, 3), "width and height kept");
     assert_eq!(decoded, picture, "pixels kept in place");
 
-    // Python's TensorBoard, where it is installed, reads them too. (The
-    // header's width and height are swapped by tensorboard-rs; the PNG,
-    // which TensorBoard shows, is right.)
+    // Python's TensorBoard, where it is installed, reads them too, with
+    // the header's width and height those of the picture.
     let script = format!(
         "from tensorboard.backend.event_processing.event_accumulator import EventAccumulator as E\n\
          a = E({:?}); a.Reload(); s = a.Scalars('train/loss'); i = a.Images('val/strip')\n\
-         assert [x.value for x in s] == [0.25, 0.125], s\nassert len(i) == 1 and (i[0].width, i[0].height) == (3, 5), i\nprint('ok')",
+         assert [x.value for x in s] == [0.25, 0.125], s\nassert len(i) == 1 and (i[0].width, i[0].height) == (5, 3), i\nprint('ok')",
         dir.to_string_lossy()
     );
-    match std::process::Command::new("python3").args(["-c", &script]).output() {
+    event_accumulator(&script);
+}
+
+/// Runs a Python check with TensorBoard's EventAccumulator, or says why not.
+fn event_accumulator(script: &str) {
+    match std::process::Command::new("python3").args(["-c", script]).output() {
         Ok(out) if String::from_utf8_lossy(&out.stderr).contains("No module named 'tensorboard'") => {
             eprintln!("skipped the EventAccumulator check: Python's tensorboard is not installed")
         }
         Ok(out) => assert!(out.status.success(), "EventAccumulator: {}", String::from_utf8_lossy(&out.stderr)),
         Err(_) => eprintln!("skipped the EventAccumulator check: no python3"),
     }
+}
+
+/// A resumed run redoes the steps after its checkpoint in a second events
+/// file; TensorBoard shows each step once, with the resumed values.
+#[test]
+fn a_resumed_run_shows_each_step_once() {
+    let dir = std::env::temp_dir().join(format!("colorize-tb-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    {
+        let mut tb = TbLogger::new(&dir, None);
+        for step in 1..=5 {
+            tb.scalar("train/loss", step as f64, step);
+        }
+        tb.flush();
+    }
+    // Event files are named by the second and the process: a new second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    {
+        let mut tb = TbLogger::new(&dir, Some(3));
+        for step in 4..=6 {
+            tb.scalar("train/loss", 10.0 * step as f64, step);
+        }
+        tb.flush();
+    }
+    assert_eq!(event_files(&dir).len(), 2);
+    let script = format!(
+        "from tensorboard.backend.event_processing.event_accumulator import EventAccumulator as E\n\
+         a = E({:?}); a.Reload(); s = [(x.step, x.value) for x in a.Scalars('train/loss')]\n\
+         assert s == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 40.0), (5, 50.0), (6, 60.0)], s\nprint('ok')",
+        dir.to_string_lossy()
+    );
+    event_accumulator(&script);
 }
