@@ -29,8 +29,19 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
-    pub fn new(weight: Tensor, bias: Tensor) -> Conv2d {
-        Conv2d { weight, bias }
+    /// A stride-1 'same' convolution. The weight must be [out, in, k, k]
+    /// with k odd and the bias [out]: the kernels below trust these sizes
+    /// (an even or non-square kernel would reach gemm with the wrong ones).
+    pub fn new(weight: Tensor, bias: Tensor) -> candle_core::Result<Conv2d> {
+        let dims = weight.dims();
+        let square_odd = matches!(dims, [_, _, k, k2] if k == k2 && k % 2 == 1);
+        if !square_odd {
+            candle_core::bail!("a convolution weight must be [out, in, k, k] with k odd, not {dims:?}");
+        }
+        if bias.dims() != [dims[0]] {
+            candle_core::bail!("a convolution bias must be [{}], not {:?}", dims[0], bias.dims());
+        }
+        Ok(Conv2d { weight, bias })
     }
 
     pub fn weight(&self) -> &Tensor {
@@ -576,7 +587,7 @@ mod tests {
         for (cin, cout, k, h, w) in [(5, 7, 3, 70, 60), (3, 64, 3, 70, 60), (3, 4, 5, 9, 6), (4, 2, 1, 5, 5)] {
             let x = Tensor::randn(0f32, 1.0, (2, cin, h, w), &d).unwrap();
             let weight = candle_core::Var::randn(0f32, 1.0, (cout, cin, k, k), &d).unwrap();
-            let conv = Conv2d::new(weight.as_tensor().clone(), Tensor::zeros(cout, DType::F32, &d).unwrap());
+            let conv = Conv2d::new(weight.as_tensor().clone(), Tensor::zeros(cout, DType::F32, &d).unwrap()).unwrap();
             let y = stock_conv2d(&conv, &x).unwrap();
             let dy = Tensor::randn(0f32, 1.0, y.dims(), &d).unwrap();
             let grads = (y * &dy).unwrap().sum_all().unwrap().backward().unwrap();
@@ -589,6 +600,18 @@ mod tests {
     }
 
     #[test]
+    fn a_weight_that_is_not_an_odd_square_kernel_is_refused() {
+        let d = Device::Cpu;
+        let zeros = |dims: &[usize]| Tensor::zeros(dims, DType::F32, &d).unwrap();
+        for dims in [&[4, 3, 2, 2][..], &[4, 3, 3, 1], &[4, 3, 3], &[4, 3, 5, 3]] {
+            let err = Conv2d::new(zeros(dims), zeros(&[4])).err().expect("refused");
+            assert!(err.to_string().contains("k odd"), "{dims:?}: {err}");
+        }
+        assert!(Conv2d::new(zeros(&[4, 3, 3, 3]), zeros(&[3])).is_err(), "a bias of the wrong size");
+        assert!(Conv2d::new(zeros(&[4, 3, 3, 3]), zeros(&[4])).is_ok());
+    }
+
+    #[test]
     fn the_tap_sum_equals_candles_convolution() {
         let d = Device::Cpu;
         // 20 x 30: several pieces of `PiecewiseColumns` and a remainder.
@@ -597,7 +620,8 @@ mod tests {
             let conv = Conv2d::new(
                 Tensor::randn(0f32, 1.0, (cout, cin, k, k), &d).unwrap(),
                 Tensor::randn(0f32, 1.0, cout, &d).unwrap(),
-            );
+            )
+            .unwrap();
             let fast = conv.forward(&x).unwrap();
             let stock = stock_conv2d(&conv, &x).unwrap();
             let diff = (&fast - stock).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
@@ -605,7 +629,7 @@ mod tests {
             // With a variable weight (autograd on) the taps are summed as
             // tensors instead of stacked into pieces: same result.
             let weight = candle_core::Var::from_tensor(conv.weight()).unwrap();
-            let tracked = Conv2d::new(weight.as_tensor().clone(), conv.bias().clone()).forward(&x).unwrap();
+            let tracked = Conv2d::new(weight.as_tensor().clone(), conv.bias().clone()).unwrap().forward(&x).unwrap();
             let diff = (fast - tracked).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
             assert!(diff < 1e-4, "tracked {cin}->{cout} k{k}: {diff}");
         }

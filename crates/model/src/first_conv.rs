@@ -41,7 +41,7 @@ pub fn first_conv(conv: &Conv2d, parts: &HypercolumnParts) -> Result<Tensor> {
     let (c1, _, k, _) = weight.dims4()?;
     let (n, h, w) = parts.size()?;
     let full_channels = parts.full.dim(1)?;
-    let full = Conv2d::new(weight.narrow(1, 0, full_channels)?, conv.bias().detach());
+    let full = Conv2d::new(weight.narrow(1, 0, full_channels)?, conv.bias().detach())?;
     let sum = full.forward(&parts.full)?; // [n, c1, h, w], contiguous
     if parts.coarse.is_empty() {
         return Ok(sum);
@@ -140,7 +140,8 @@ mod tests {
             let conv = Conv2d::new(
                 Tensor::randn(0f32, 1.0, (7, 15, k, k), &d).unwrap(),
                 Tensor::randn(0f32, 1.0, 7, &d).unwrap(),
-            );
+            )
+            .unwrap();
             let fast = first_conv(&conv, &p).unwrap();
             let stock = stock_conv2d(&conv, &p.dense().unwrap()).unwrap();
             assert_eq!(fast.dims(), stock.dims());
@@ -155,7 +156,7 @@ mod tests {
         for (k, s) in [(3, 16), (5, 8)] {
             let p = parts(2, s);
             let weight = candle_core::Var::randn(0f32, 1.0, (3, 15, k, k), &d).unwrap();
-            let conv = Conv2d::new(weight.as_tensor().clone(), Tensor::zeros(3, DType::F32, &d).unwrap());
+            let conv = Conv2d::new(weight.as_tensor().clone(), Tensor::zeros(3, DType::F32, &d).unwrap()).unwrap();
             let y = stock_conv2d(&conv, &p.dense().unwrap()).unwrap();
             let dy = Tensor::randn(0f32, 1.0, y.dims(), &d).unwrap();
             let auto = (y * &dy).unwrap().sum_all().unwrap().backward().unwrap();

@@ -41,7 +41,7 @@ pub struct HypercolumnHead {
 fn conv(vb: VarBuilder, cin: usize, cout: usize, k: usize) -> Result<Conv2d> {
     let weight = vb.get_with_hints((cout, cin, k, k), "weight", init::ZERO)?;
     let bias = vb.get_with_hints(cout, "bias", init::ZERO)?;
-    Ok(Conv2d::new(weight, bias))
+    Conv2d::new(weight, bias)
 }
 
 const SHIFT_KEY: &str = "hypercolumn.shift";
@@ -359,7 +359,8 @@ impl HypercolumnHead {
     /// The logits [n, outputs, h, w] from the hypercolumn's parts (`first_conv`),
     /// for inference: no autograd graph is built.
     pub fn forward_parts(&self, parts: &HypercolumnParts) -> Result<Tensor> {
-        let [conv2, out] = [&self.conv2, &self.out].map(|c| Conv2d::new(c.weight().detach(), c.bias().detach()));
+        let detached = |c: &Conv2d| Conv2d::new(c.weight().detach(), c.bias().detach());
+        let (conv2, out) = (detached(&self.conv2)?, detached(&self.out)?);
         let a = first_conv(&self.conv1, parts)?.relu()?;
         let b = conv2.forward(&a)?.relu()?;
         out.forward(&Tensor::cat(&[&a, &b], 1)?)

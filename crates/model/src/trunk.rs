@@ -63,7 +63,7 @@ impl Vgg16Trunk {
             .iter()
             .map(|&(i, cin, cout)| {
                 let vb = vb.pp(i.to_string());
-                Ok(Conv2d::new(vb.get((cout, cin, 3, 3), "weight")?, vb.get(cout, "bias")?))
+                Conv2d::new(vb.get((cout, cin, 3, 3), "weight")?, vb.get(cout, "bias")?)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Vgg16Trunk { convs })

@@ -52,7 +52,9 @@ pub fn head_gradients(
 ) -> Result<StepGradients> {
     // The head's weights are trainable `Var`s; detached copies keep this
     // step's tensors (and the gradients returned) free of autograd graphs.
-    let [conv1, conv2, out] = head.convs().map(|c| Conv2d::new(c.weight().detach(), c.bias().detach()));
+    let detached = |c: &Conv2d| Conv2d::new(c.weight().detach(), c.bias().detach());
+    let [conv1, conv2, out] = head.convs();
+    let (conv1, conv2, out) = (detached(conv1)?, detached(conv2)?, detached(out)?);
     match supervision {
         Supervision::Dense { hypercolumn, targets, qssim } => {
             dense_gradients([&conv1, &conv2, &out], hypercolumn, targets, qssim, objective)
@@ -303,5 +305,5 @@ fn input_gradient(dy: &Tensor, conv: &Conv2d) -> Result<Tensor> {
     let reversed = Tensor::new(reversed, weight.device())?;
     let flipped = weight.index_select(&reversed, 2)?.index_select(&reversed, 3)?.transpose(0, 1)?.contiguous()?;
     let zero_bias = Tensor::zeros(cin, weight.dtype(), weight.device())?;
-    candle_core::Module::forward(&Conv2d::new(flipped, zero_bias), dy)
+    candle_core::Module::forward(&Conv2d::new(flipped, zero_bias)?, dy)
 }
