@@ -604,7 +604,7 @@ mod tests {
         let d = Device::Cpu;
         let zeros = |dims: &[usize]| Tensor::zeros(dims, DType::F32, &d).unwrap();
         for dims in [&[4, 3, 2, 2][..], &[4, 3, 3, 1], &[4, 3, 3], &[4, 3, 5, 3]] {
-            let err = Conv2d::new(zeros(dims), zeros(&[4])).err().expect("refused");
+            let err = Conv2d::new(zeros(dims), zeros(&[4])).expect_err("refused");
             assert!(err.to_string().contains("k odd"), "{dims:?}: {err}");
         }
         assert!(Conv2d::new(zeros(&[4, 3, 3, 3]), zeros(&[3])).is_err(), "a bias of the wrong size");
