@@ -252,9 +252,40 @@ impl PaddedInput<'_> {
 }
 
 /// `a` += `b`: the threads' partial weight gradients summed.
-fn add_into(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
-    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-    a
+/// Consecutive groups a reduction over pieces is split into (fewer when
+/// there are fewer pieces): enough to keep a few cores busy.
+const SUM_GROUPS: usize = 8;
+
+/// Σ over `pieces` of what `add_piece` adds into a `len`-float sum, in an
+/// order fixed by the number of pieces alone: the pieces are cut into
+/// `SUM_GROUPS` consecutive groups, each summed in order on some thread
+/// (with its own `scratch`), and the groups' sums are added in group order.
+/// So f32 rounding, and the gradient, is the same whatever the threads and
+/// their work stealing (rayon's `fold`/`reduce` split where the threads
+/// happen to be).
+fn fixed_order_sum<T: Sync, S>(
+    pieces: &[T],
+    len: usize,
+    scratch: impl Fn() -> S + Sync,
+    add_piece: impl Fn(&T, &mut [f32], &mut S) + Sync,
+) -> Vec<f32> {
+    let per_group = pieces.len().div_ceil(SUM_GROUPS).max(1);
+    let groups: Vec<Vec<f32>> = pieces
+        .par_chunks(per_group)
+        .map(|group| {
+            let (mut acc, mut scratch) = (zeroed(len), scratch());
+            for piece in group {
+                add_piece(piece, &mut acc, &mut scratch);
+            }
+            acc
+        })
+        .collect();
+    let mut groups = groups.into_iter();
+    let mut total = groups.next().unwrap_or_else(|| zeroed(len));
+    for group in groups {
+        total.iter_mut().zip(&group).for_each(|(a, b)| *a += b);
+    }
+    total
 }
 
 /// A zeroed buffer whose pages this thread has already written. `vec![0; n]`
@@ -416,48 +447,45 @@ impl candle_core::CustomOp2 for PiecewiseWeightGradient {
         let rows_per_piece = (GRADIENT_PIECE / w).clamp(1, h);
         let piece_len = rows_per_piece * w;
         let input = PaddedInput { x, cin, k, w, wide, plane };
-        let out = row_pieces(n, h, rows_per_piece)
-            .par_iter()
-            .fold(
-                || (zeroed(cout * depth), zeroed(depth * piece_len)),
-                |(mut acc, mut columns), &(i, first_row)| {
-                    let rows = rows_per_piece.min(h - first_row);
-                    let pixels = rows * w;
-                    input.copy_columns(i, first_row, rows, &mut columns, piece_len);
-                    let grad = &dy[i * cout * h * w + first_row * w..];
-                    debug_assert!((cout - 1) * h * w + pixels <= grad.len());
-                    // SAFETY: dst is acc [cout, depth]; lhs is dy's piece,
-                    // cout x pixels (row stride h·w); rhs is the columns
-                    // transposed, pixels x depth (column stride piece_len):
-                    // all in bounds (above).
-                    unsafe {
-                        gemm::gemm(
-                            cout,
-                            depth,
-                            pixels,
-                            acc.as_mut_ptr(),
-                            1,
-                            depth as isize,
-                            true,
-                            grad.as_ptr(),
-                            1,
-                            (h * w) as isize,
-                            columns.as_ptr(),
-                            piece_len as isize,
-                            1,
-                            1.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
-                        );
-                    }
-                    (acc, columns)
-                },
-            )
-            .map(|(acc, _)| acc)
-            .reduce(|| zeroed(cout * depth), add_into);
+        let out = fixed_order_sum(
+            &row_pieces(n, h, rows_per_piece),
+            cout * depth,
+            || zeroed(depth * piece_len),
+            |&(i, first_row), acc, columns| {
+                let rows = rows_per_piece.min(h - first_row);
+                let pixels = rows * w;
+                input.copy_columns(i, first_row, rows, columns, piece_len);
+                let grad = &dy[i * cout * h * w + first_row * w..];
+                debug_assert!((cout - 1) * h * w + pixels <= grad.len());
+                // SAFETY: dst is acc [cout, depth]; lhs is dy's piece,
+                // cout x pixels (row stride h·w); rhs is the columns
+                // transposed, pixels x depth (column stride piece_len):
+                // all in bounds (above).
+                unsafe {
+                    gemm::gemm(
+                        cout,
+                        depth,
+                        pixels,
+                        acc.as_mut_ptr(),
+                        1,
+                        depth as isize,
+                        true,
+                        grad.as_ptr(),
+                        1,
+                        (h * w) as isize,
+                        columns.as_ptr(),
+                        piece_len as isize,
+                        1,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            },
+        );
         Ok((candle_core::CpuStorage::F32(out), (cout, cin, k, k).into()))
     }
 }
@@ -502,51 +530,49 @@ impl candle_core::CustomOp2 for TapWeightGradient {
         let pieces: Vec<(usize, usize)> =
             (0..n).flat_map(|i| (0..span).step_by(PIECE).map(move |from| (i, from))).collect();
         let len = cout * cin * k * k;
-        let out = pieces
-            .par_iter()
-            .fold(
-                || zeroed(len),
-                |mut acc, &(i, from)| {
-                    let pixels = PIECE.min(span - from);
-                    let image = &x[i * cin * plane..(i + 1) * cin * plane];
-                    let grad = &dy[i * cout * span + from..];
-                    for tap in 0..k * k {
-                        let start = (tap / k) * wide + tap % k + from;
-                        debug_assert!((cin - 1) * plane + start + pixels <= image.len());
-                        debug_assert!((cout - 1) * span + pixels <= grad.len());
-                        // SAFETY: dst is the tap's [cout, cin] column of acc
-                        // (strides cin·k², k² from offset `tap`); lhs is the
-                        // piece of dy, cout x pixels (row stride span); rhs
-                        // is pixels x cin, the shifted input (column stride
-                        // `plane` from `start`): in bounds (above).
-                        unsafe {
-                            gemm::gemm(
-                                cout,
-                                cin,
-                                pixels,
-                                acc.as_mut_ptr().add(tap),
-                                (k * k) as isize,
-                                (cin * k * k) as isize,
-                                true,
-                                grad.as_ptr(),
-                                1,
-                                span as isize,
-                                image.as_ptr().add(start),
-                                plane as isize,
-                                1,
-                                1.0,
-                                1.0,
-                                false,
-                                false,
-                                false,
-                                gemm::Parallelism::None,
-                            );
-                        }
+        let out = fixed_order_sum(
+            &pieces,
+            len,
+            || (),
+            |&(i, from), acc, _| {
+                let pixels = PIECE.min(span - from);
+                let image = &x[i * cin * plane..(i + 1) * cin * plane];
+                let grad = &dy[i * cout * span + from..];
+                for tap in 0..k * k {
+                    let start = (tap / k) * wide + tap % k + from;
+                    debug_assert!((cin - 1) * plane + start + pixels <= image.len());
+                    debug_assert!((cout - 1) * span + pixels <= grad.len());
+                    // SAFETY: dst is the tap's [cout, cin] column of acc
+                    // (strides cin·k², k² from offset `tap`); lhs is the
+                    // piece of dy, cout x pixels (row stride span); rhs
+                    // is pixels x cin, the shifted input (column stride
+                    // `plane` from `start`): in bounds (above).
+                    unsafe {
+                        gemm::gemm(
+                            cout,
+                            cin,
+                            pixels,
+                            acc.as_mut_ptr().add(tap),
+                            (k * k) as isize,
+                            (cin * k * k) as isize,
+                            true,
+                            grad.as_ptr(),
+                            1,
+                            span as isize,
+                            image.as_ptr().add(start),
+                            plane as isize,
+                            1,
+                            1.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
                     }
-                    acc
-                },
-            )
-            .reduce(|| zeroed(len), add_into);
+                }
+            },
+        );
         Ok((candle_core::CpuStorage::F32(out), (cout, cin, k, k).into()))
     }
 }

@@ -195,3 +195,41 @@ fn windows_against_dense_with(k1: usize, k2: usize, output: HeadOutput, objectiv
         }
     }
 }
+
+/// The weight gradients' reductions run in an order fixed by the data size:
+/// a step with many pieces gives the same bits on 1 and 2 threads and when
+/// repeated (rayon's work stealing decides nothing).
+#[test]
+fn gradients_are_bit_identical_across_threads_and_runs() {
+    let device = Device::Cpu;
+    let head = small_head(HeadOutput::Uv, 3, 3);
+    let model = Colorizer::new(&embedded_trunk(), HeadConfig { conv1_channels: 64, ..head }, 5, &device).unwrap();
+    let (n, s) = (4, 64); // 4 images of 64 x 64: many pieces of 1024 pixels per layer
+    let mut rng = Rng::new(8);
+    let gray: Vec<u8> = (0..n * s * s).map(|_| rng.below(256) as u8).collect();
+    let uv: Vec<u8> = (0..n * 2 * s * s).map(|_| rng.below(256) as u8).collect();
+    let y = model.gray_tensor(&gray, n, s, s).unwrap();
+    let objective = Objective::Uv(Loss::Bce);
+    let targets = objective.targets(&uv, (n, s, s), &device).unwrap();
+    let parts = model.hypercolumn_parts(&y).unwrap();
+    let bits = |threads: usize| -> Vec<(String, Vec<u32>)> {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let supervision = Supervision::Dense { hypercolumn: &parts, targets: &targets, qssim: None };
+            let step = head_gradients(model.head(), supervision, &objective).unwrap();
+            let mut grads: Vec<(String, Vec<u32>)> = step
+                .grads
+                .iter()
+                .map(|(name, g)| {
+                    let values: Vec<f32> = g.flatten_all().unwrap().to_vec1().unwrap();
+                    (name.clone(), values.iter().map(|v| v.to_bits()).collect())
+                })
+                .collect();
+            grads.sort();
+            grads
+        })
+    };
+    let one = bits(1);
+    assert_eq!(one, bits(2), "1 thread and 2 threads");
+    assert_eq!(bits(2), bits(2), "two runs on 2 threads");
+}
