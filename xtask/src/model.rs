@@ -3,7 +3,8 @@
 use crate::flags::ModelArgs;
 use crate::{absolute, project_root};
 use anyhow::{Context, Result};
-use colorize_model::weights::{embedded_head, resolve_trunk};
+use colorize_model::provenance::HeadProvenance;
+use colorize_model::weights::{embedded_head, resolve_trunk, trunk_of_name};
 use colorize_model::{parse_device, Colorizer, ModelError};
 use std::path::{Path, PathBuf};
 
@@ -16,15 +17,20 @@ pub fn trunk_path(args: &ModelArgs, config_value: Option<&Path>) -> Result<PathB
 }
 
 /// A colorizer with a trained head: `--checkpoint`, else the embedded one.
+/// It runs on the trunk its file records unless `--vgg-weights` names one
+/// (another than its own is refused without `--other-trunk`).
 pub fn load_colorizer(args: &ModelArgs, checkpoint: Option<&Path>) -> Result<Colorizer> {
     let device = parse_device(&args.device)?;
-    let head = match checkpoint {
-        Some(path) => absolute(path),
-        None => embedded_head().ok_or(ModelError::NoEmbeddedHead)?,
+    let head = head_path(checkpoint)?;
+    let recorded = HeadProvenance::of_file(&head)?.trunk;
+    let trunk = match (&args.vgg_weights, recorded) {
+        (None, Some(name)) => {
+            trunk_of_name(&name).with_context(|| format!("the trunk {} records ({name})", head.display()))?
+        }
+        _ => trunk_path(args, None)?,
     };
-    let trunk = trunk_path(args, None)?;
-    let mut colorizer =
-        Colorizer::load(&trunk, &head, &device).with_context(|| format!("loading the colorizer {}", head.display()))?;
+    let mut colorizer = Colorizer::load_checked(&trunk, &head, &device, !args.other_trunk)
+        .with_context(|| format!("loading the colorizer {}", head.display()))?;
     if let Some(sigma) = args.chroma_smoothing {
         colorizer.set_chroma_smoothing(sigma).context("--chroma-smoothing")?;
     }
@@ -34,17 +40,26 @@ pub fn load_colorizer(args: &ModelArgs, checkpoint: Option<&Path>) -> Result<Col
     Ok(colorizer)
 }
 
+fn head_path(checkpoint: Option<&Path>) -> Result<PathBuf> {
+    Ok(match checkpoint {
+        Some(path) => absolute(path),
+        None => embedded_head().ok_or(ModelError::NoEmbeddedHead)?,
+    })
+}
+
 /// The side the model should see when none is given: the size its head was
-/// trained at. For a checkpoint inside a run folder
-/// (`<run>/checkpoints/<name>/head.safetensors`) that is the run's
-/// `data.size`; for the embedded colorizer, its training size; else 224.
+/// trained at, as its file records it. Heads saved before files recorded
+/// it: for a checkpoint inside a run folder
+/// (`<run>/checkpoints/<name>/head.safetensors`) the run's `data.size`; for
+/// the embedded colorizer, its training size; else 224.
 pub fn default_side(checkpoint: Option<&Path>) -> u32 {
-    match checkpoint {
+    let recorded = head_path(checkpoint).ok().and_then(|head| HeadProvenance::of_file(&head).ok()?.input_side);
+    recorded.unwrap_or_else(|| match checkpoint {
         None => colorize_model::weights::EMBEDDED_HEAD_SIDE,
         Some(head) => head
             .ancestors()
             .nth(3)
             .and_then(|run| colorize_train::run_config(run).ok())
             .map_or(224, |experiment| experiment.data.size.get()),
-    }
+    })
 }

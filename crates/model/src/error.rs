@@ -27,6 +27,18 @@ pub enum ModelError {
     BadSide(usize),
     #[error("{0}")]
     BadConfig(String),
+    #[error(
+        "{}: this head was trained on the trunk '{recorded}' (fingerprint {recorded_fingerprint}), not on '{used}' \
+         ({used_fingerprint}); leave out --vgg-weights to use its own trunk, or pass --other-trunk to run it anyway",
+        .head.display()
+    )]
+    TrunkMismatch {
+        head: PathBuf,
+        recorded: String,
+        recorded_fingerprint: String,
+        used: String,
+        used_fingerprint: String,
+    },
     #[error("the hypercolumn standardisation needs at least one image to measure")]
     NothingToMeasure,
     #[error(transparent)]

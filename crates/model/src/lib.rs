@@ -28,6 +28,7 @@ pub mod first_conv;
 pub mod head;
 pub mod hypercolumn;
 pub mod network;
+pub mod provenance;
 pub mod resample;
 pub mod smoothing;
 pub mod trunk;

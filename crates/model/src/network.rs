@@ -2,6 +2,7 @@
 
 use crate::head::HypercolumnHead;
 use crate::hypercolumn::{channel_moments, hypercolumn_patches, HypercolumnParts, HypercolumnWindows, Pixel};
+use crate::provenance::HeadProvenance;
 use crate::smoothing::smooth_chroma;
 use crate::trunk::{normalise_gray, Taps, Vgg16Trunk};
 use crate::{HeadConfig, ModelError};
@@ -11,6 +12,8 @@ use std::path::Path;
 
 pub struct Colorizer {
     trunk: Vgg16Trunk,
+    /// The side of the pictures the head is trained on, recorded in its file.
+    input_side: Option<u32>,
     head: HypercolumnHead,
     /// The head's variables: the only trainable ones.
     varmap: VarMap,
@@ -27,18 +30,54 @@ impl Colorizer {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let head = HypercolumnHead::new(head, vb)?;
         head.reinitialise(&varmap, seed)?;
-        Ok(Colorizer { trunk, head, varmap, device: device.clone() })
+        Ok(Colorizer { trunk, head, input_side: None, varmap, device: device.clone() })
     }
 
-    /// A trunk and a saved head; the head's shape is read from its file.
+    /// A trunk and a saved head; the head's shape is read from its file. A
+    /// head that records another trunk than this one is refused.
     pub fn load(trunk_path: &Path, head_path: &Path, device: &Device) -> Result<Colorizer, ModelError> {
+        Colorizer::load_checked(trunk_path, head_path, device, true)
+    }
+
+    /// `load`, with the trunk check optional (`check_trunk` false: the
+    /// user asked to run a head on another trunk).
+    pub fn load_checked(
+        trunk_path: &Path,
+        head_path: &Path,
+        device: &Device,
+        check_trunk: bool,
+    ) -> Result<Colorizer, ModelError> {
         if !head_path.is_file() {
             return Err(ModelError::MissingWeights(head_path.to_path_buf()));
         }
         let config = HypercolumnHead::config_of_file(head_path)?;
+        let provenance = HeadProvenance::of_file(head_path)?;
         let mut colorizer = Colorizer::new(trunk_path, config, 0, device)?;
+        let used = colorizer.trunk.identity();
+        if let (true, Some(recorded)) = (check_trunk, &provenance.trunk_fingerprint) {
+            if *recorded != used.fingerprint {
+                return Err(ModelError::TrunkMismatch {
+                    head: head_path.to_path_buf(),
+                    recorded: provenance.trunk.clone().unwrap_or_default(),
+                    recorded_fingerprint: recorded.clone(),
+                    used: used.name.clone(),
+                    used_fingerprint: used.fingerprint.clone(),
+                });
+            }
+        }
         colorizer.load_head(head_path)?;
+        colorizer.input_side = provenance.input_side;
         Ok(colorizer)
+    }
+
+    /// Records the side of the pictures the head is trained on (saved with it).
+    pub fn set_input_side(&mut self, side: u32) {
+        self.input_side = Some(side);
+    }
+
+    /// The side the head was trained on, when its file says.
+    pub fn input_side(&self) -> Option<u32> {
+        self.input_side
     }
 
     /// Overwrites the head's variables with a saved head of the same shape.
@@ -58,11 +97,23 @@ impl Colorizer {
         self.head.set_chroma_smoothing(&self.varmap, sigma)
     }
 
-    /// Saves the head's variables (safetensors, stable names), atomically.
+    /// Saves the head's variables (safetensors, stable names) with its
+    /// provenance (the trunk, the input side) in the metadata, atomically.
     pub fn save_head(&self, path: &Path) -> Result<(), ModelError> {
+        let bad = |message: String| ModelError::BadFile { path: path.into(), message };
         let tmp = path.with_extension("safetensors.tmp");
-        self.varmap.save(&tmp)?;
-        std::fs::rename(&tmp, path).map_err(|e| ModelError::BadFile { path: path.into(), message: e.to_string() })
+        let identity = self.trunk.identity();
+        let provenance = HeadProvenance {
+            trunk: Some(identity.name.clone()),
+            trunk_fingerprint: Some(identity.fingerprint.clone()),
+            input_side: self.input_side,
+        };
+        let vars = self.varmap.data().lock().map_err(|_| bad("the head's variables are poisoned".into()))?;
+        let tensors: Vec<(String, Tensor)> = vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+        drop(vars);
+        safetensors::tensor::serialize_to_file(tensors, Some(provenance.to_metadata()), &tmp)
+            .map_err(|e| bad(format!("cannot write: {e}")))?;
+        std::fs::rename(&tmp, path).map_err(|e| bad(e.to_string()))
     }
 
     pub fn varmap(&self) -> &VarMap {

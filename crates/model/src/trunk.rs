@@ -34,6 +34,16 @@ pub struct Taps {
 #[derive(Clone, Debug)]
 pub struct Vgg16Trunk {
     convs: Vec<Conv2d>,
+    identity: TrunkIdentity,
+}
+
+/// Which trunk this is: a name (`embedded`, `hub`, or the file's path) and
+/// a fingerprint of its weights' values, which a head file records so that
+/// it is never run on another trunk by mistake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrunkIdentity {
+    pub name: String,
+    pub fingerprint: String,
 }
 
 impl Vgg16Trunk {
@@ -54,7 +64,25 @@ impl Vgg16Trunk {
         check_tensors(path, &Self::expected_tensors())?;
         // SAFETY: weights files are read-only while in use.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, device)? };
-        Ok(Self::new(vb.pp("features"))?)
+        let mut trunk = Self::new(vb.pp("features"))?;
+        trunk.identity = TrunkIdentity { name: crate::weights::trunk_name(path), fingerprint: trunk.fingerprint()? };
+        Ok(trunk)
+    }
+
+    pub fn identity(&self) -> &TrunkIdentity {
+        &self.identity
+    }
+
+    /// A fingerprint of the weights' values (f32, little-endian, in layer order).
+    fn fingerprint(&self) -> Result<String> {
+        let mut bytes = Vec::new();
+        for conv in &self.convs {
+            for t in [conv.weight(), conv.bias()] {
+                let values: Vec<f32> = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+                bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+            }
+        }
+        Ok(colorize_core::fingerprint(&bytes))
     }
 
     /// Builds the trunk from a `VarBuilder` rooted at timm's `features`.
@@ -66,7 +94,9 @@ impl Vgg16Trunk {
                 Conv2d::new(vb.get((cout, cin, 3, 3), "weight")?, vb.get(cout, "bias")?)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Vgg16Trunk { convs })
+        // Named by `load` (a trunk built from a bare VarBuilder has no file).
+        let identity = TrunkIdentity { name: "unnamed".into(), fingerprint: String::new() };
+        Ok(Vgg16Trunk { convs, identity })
     }
 
     /// x: [n, 3, h, w], normalised; h and w multiples of 4.

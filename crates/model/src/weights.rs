@@ -27,6 +27,27 @@ pub fn embedded_head() -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
+/// How a head file names the trunk at `path`: `embedded`, `hub` (a file of
+/// timm/vgg16.tv_in1k in a hub cache), or the path itself.
+pub fn trunk_name(path: &Path) -> String {
+    if path == embedded_trunk() {
+        "embedded".into()
+    } else if path.to_string_lossy().contains(&format!("models--{}", HUB_REPO.replace('/', "--"))) {
+        "hub".into()
+    } else {
+        path.to_string_lossy().into_owned()
+    }
+}
+
+/// The trunk file a head's recorded trunk name points at (see `trunk_name`).
+pub fn trunk_of_name(name: &str) -> Result<PathBuf, ModelError> {
+    match name {
+        "embedded" => resolve_trunk(None),
+        "hub" => resolve_trunk(Some(Path::new("hub"))),
+        path => resolve_trunk(Some(Path::new(path))),
+    }
+}
+
 /// Resolves the trunk's weights file from a config value or flag.
 pub fn resolve_trunk(spec: Option<&Path>) -> Result<PathBuf, ModelError> {
     match spec {

@@ -202,3 +202,39 @@ fn a_bins_head_round_trips_its_decoding() {
     .unwrap();
     assert!(uv.set_temperature(0.5).is_err());
 }
+
+/// A head file records its trunk (name and fingerprint) and the side it
+/// was trained at; loading it on another trunk is refused unless asked for.
+#[test]
+fn a_head_knows_its_trunk_and_input_side() {
+    use colorize_model::provenance::HeadProvenance;
+    let dir = tempdir("provenance");
+    let trunk = colorize_model::weights::embedded_trunk();
+    let small = HeadConfig { conv1_channels: 8, conv2_channels: 4, ..HeadConfig::default() };
+    let mut model = Colorizer::new(&trunk, small, 1, &Device::Cpu).unwrap();
+    model.set_input_side(48);
+    let path = dir.join("head.safetensors");
+    model.save_head(&path).unwrap();
+    let provenance = HeadProvenance::of_file(&path).unwrap();
+    assert_eq!(provenance.trunk.as_deref(), Some("embedded"));
+    assert_eq!(provenance.input_side, Some(48));
+    assert_eq!(provenance.trunk_fingerprint.as_deref(), Some(model.trunk().identity().fingerprint.as_str()));
+    assert_eq!(Colorizer::load(&trunk, &path, &Device::Cpu).unwrap().input_side(), Some(48));
+
+    // Another trunk: the embedded one with one weight changed.
+    let mut tensors = candle_core::safetensors::load(&trunk, &Device::Cpu).unwrap();
+    let bias = tensors["features.0.bias"].clone();
+    tensors.insert("features.0.bias".into(), (bias + 0.5).unwrap());
+    let other = dir.join("other-trunk.safetensors");
+    candle_core::safetensors::save(&tensors, &other).unwrap();
+    let err = Colorizer::load(&other, &path, &Device::Cpu).err().expect("refused").to_string();
+    assert!(err.contains("trained on the trunk 'embedded'") && err.contains("--other-trunk"), "{err}");
+    assert!(Colorizer::load_checked(&other, &path, &Device::Cpu, false).is_ok(), "the explicit override");
+
+    // A head saved before heads recorded this has none of it, and loads anywhere.
+    let tensors = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+    let old = dir.join("old.safetensors");
+    candle_core::safetensors::save(&tensors, &old).unwrap();
+    assert_eq!(HeadProvenance::of_file(&old).unwrap(), HeadProvenance::default());
+    assert!(Colorizer::load(&other, &old, &Device::Cpu).is_ok());
+}

@@ -174,6 +174,7 @@ pub fn train(
 
     let trunk = resolve_trunk(experiment.model.trunk_weights.as_deref())?;
     let mut model = Colorizer::new(&trunk, experiment.model.head, cfg.seed, &options.device)?;
+    model.set_input_side(side.get());
     let mut optimizer = Sgd::new(cfg.optimizer);
     let hash = config_hash(experiment);
     // The bins loss's soft encoding: fixed by the config, needed by a fresh
