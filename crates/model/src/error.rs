@@ -1,5 +1,15 @@
 use std::path::PathBuf;
 
+/// A head file and the trunk it was about to run on, which differ.
+#[derive(Debug)]
+pub struct TrunkMismatch {
+    pub head: PathBuf,
+    pub recorded: String,
+    pub recorded_fingerprint: String,
+    pub used: String,
+    pub used_fingerprint: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ModelError {
@@ -28,17 +38,11 @@ pub enum ModelError {
     #[error("{0}")]
     BadConfig(String),
     #[error(
-        "{}: this head was trained on the trunk '{recorded}' (fingerprint {recorded_fingerprint}), not on '{used}' \
-         ({used_fingerprint}); leave out --vgg-weights to use its own trunk, or pass --other-trunk to run it anyway",
-        .head.display()
+        "{}: this head was trained on the trunk '{}' (fingerprint {}), not on '{}' ({}); leave out --vgg-weights \
+         to use its own trunk, or pass --other-trunk to run it anyway",
+        .0.head.display(), .0.recorded, .0.recorded_fingerprint, .0.used, .0.used_fingerprint
     )]
-    TrunkMismatch {
-        head: PathBuf,
-        recorded: String,
-        recorded_fingerprint: String,
-        used: String,
-        used_fingerprint: String,
-    },
+    TrunkMismatch(Box<TrunkMismatch>),
     #[error("the hypercolumn standardisation needs at least one image to measure")]
     NothingToMeasure,
     #[error(transparent)]

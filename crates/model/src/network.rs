@@ -56,13 +56,13 @@ impl Colorizer {
         let used = colorizer.trunk.identity();
         if let (true, Some(recorded)) = (check_trunk, &provenance.trunk_fingerprint) {
             if *recorded != used.fingerprint {
-                return Err(ModelError::TrunkMismatch {
+                return Err(ModelError::TrunkMismatch(Box::new(crate::error::TrunkMismatch {
                     head: head_path.to_path_buf(),
                     recorded: provenance.trunk.clone().unwrap_or_default(),
                     recorded_fingerprint: recorded.clone(),
                     used: used.name.clone(),
                     used_fingerprint: used.fingerprint.clone(),
-                });
+                })));
             }
         }
         colorizer.load_head(head_path)?;
