@@ -79,6 +79,11 @@ pub struct ModelArgs {
     /// from the mode (near 0) to the mean (1), instead of the head's own.
     #[arg(long, value_name = "T")]
     pub temperature: Option<f64>,
+    /// For a bins head trained with rebalancing: how much of it decoding
+    /// takes back, 0 (the rebalanced, more colourful) to 1 (the head's
+    /// estimate of the true colours), instead of the head's own.
+    #[arg(long, value_name = "A")]
+    pub undo_rebalance: Option<f64>,
     /// Run a head on another trunk than the one its file records (by
     /// default a head runs on its own trunk, and --vgg-weights naming
     /// another is refused).

@@ -34,8 +34,8 @@ pub fn load_colorizer(args: &ModelArgs, checkpoint: Option<&Path>) -> Result<Col
     if let Some(sigma) = args.chroma_smoothing {
         colorizer.set_chroma_smoothing(sigma).context("--chroma-smoothing")?;
     }
-    if let Some(temperature) = args.temperature {
-        colorizer.set_temperature(temperature).context("--temperature")?;
+    if args.temperature.is_some() || args.undo_rebalance.is_some() {
+        colorizer.set_bin_decoding(args.temperature, args.undo_rebalance)?;
     }
     Ok(colorizer)
 }

@@ -56,6 +56,14 @@ pub struct HeadConfig {
     /// overrides it in `eval`, `colorize` and `demo`.
     #[serde(default = "default_temperature")]
     pub temperature: f64,
+    /// For `bins` trained with rebalancing (`train.bins.rebalance`): how
+    /// much of it decoding takes back, 0 to 1. A head trained with weights
+    /// w predicts about w·p, so its logits minus ln w estimate the colours'
+    /// true distribution p: 1 decodes that (what distance measures reward),
+    /// 0 the rebalanced one (more colourful). Saved with the head;
+    /// `--undo-rebalance` overrides it.
+    #[serde(default)]
+    pub undo_rebalance: f64,
 }
 
 /// The head's output layer.
@@ -112,6 +120,7 @@ impl Default for HeadConfig {
             output: HeadOutput::Uv,
             bin_spacing: default_bin_spacing(),
             temperature: default_temperature(),
+            undo_rebalance: 0.0,
         }
     }
 }
@@ -166,6 +175,9 @@ impl HeadConfig {
                 "model.head.temperature = {}: must be above 0 (the mode) and at most 1 (the mean)",
                 self.temperature
             ));
+        }
+        if !(0.0..=1.0).contains(&self.undo_rebalance) {
+            return Err(format!("model.head.undo_rebalance = {}: must be 0 to 1", self.undo_rebalance));
         }
         for (name, c) in [("conv1_channels", self.conv1_channels), ("conv2_channels", self.conv2_channels)] {
             if c == 0 || c > 4096 {

@@ -34,8 +34,10 @@ pub struct HypercolumnHead {
     conv1: Conv2d,
     conv2: Conv2d,
     out: Conv2d,
-    /// The colour bins' centres [K, 2], for a head that predicts bins.
+    /// The colour bins' centres [K, 2] and their rebalancing weights [K]
+    /// (`bins.weights`, shared with the variable), for a head that predicts bins.
     bin_centres: Option<Tensor>,
+    bin_weights: Option<Tensor>,
 }
 
 fn conv(vb: VarBuilder, cin: usize, cout: usize, k: usize) -> Result<Conv2d> {
@@ -49,6 +51,7 @@ const SCALE_KEY: &str = "hypercolumn.scale";
 const SMOOTHING_KEY: &str = "smoothing.sigma";
 const SPACING_KEY: &str = "bins.spacing";
 const TEMPERATURE_KEY: &str = "bins.temperature";
+const UNDO_KEY: &str = "bins.undo_rebalance";
 const BIN_WEIGHTS_KEY: &str = "bins.weights";
 
 impl HypercolumnHead {
@@ -68,11 +71,13 @@ impl HypercolumnHead {
                 let bins = config.colour_bins();
                 vb.get_with_hints(1, SPACING_KEY, init::Init::Const(f64::from(bins.spacing())))?;
                 vb.get_with_hints(1, TEMPERATURE_KEY, init::Init::Const(config.temperature))?;
-                vb.get_with_hints(bins.len(), BIN_WEIGHTS_KEY, init::ONE)?;
+                vb.get_with_hints(1, UNDO_KEY, init::Init::Const(config.undo_rebalance))?;
+                let weights = vb.get_with_hints(bins.len(), BIN_WEIGHTS_KEY, init::ONE)?;
                 let flat: Vec<f32> = bins.centres().iter().flatten().copied().collect();
-                (bins.len(), Some(Tensor::from_vec(flat, (bins.len(), 2), vb.device())?))
+                (bins.len(), Some((Tensor::from_vec(flat, (bins.len(), 2), vb.device())?, weights)))
             }
         };
+        let (bin_centres, bin_weights) = bin_centres.unzip();
         Ok(HypercolumnHead {
             config,
             standardisation,
@@ -80,6 +85,7 @@ impl HypercolumnHead {
             conv2: conv(vb.pp("conv2"), c1, c2, k2)?,
             out: conv(vb.pp("out"), config.q_channels(), outputs, 1)?,
             bin_centres,
+            bin_weights,
         })
     }
 
@@ -163,14 +169,28 @@ impl HypercolumnHead {
         }
     }
 
-    /// Changes the annealed mean's temperature (`HeadConfig::temperature`).
-    pub fn set_temperature(&mut self, varmap: &VarMap, temperature: f64) -> std::result::Result<(), ModelError> {
-        let config = HeadConfig { temperature, ..self.config };
+    /// Changes how a bins head decodes: the annealed mean's temperature
+    /// and how much rebalancing is undone (`HeadConfig::temperature`,
+    /// `undo_rebalance`); `None` keeps a setting.
+    pub fn set_bin_decoding(
+        &mut self,
+        varmap: &VarMap,
+        temperature: Option<f64>,
+        undo_rebalance: Option<f64>,
+    ) -> std::result::Result<(), ModelError> {
+        let config = HeadConfig {
+            temperature: temperature.unwrap_or(self.config.temperature),
+            undo_rebalance: undo_rebalance.unwrap_or(self.config.undo_rebalance),
+            ..self.config
+        };
         config.validate().map_err(ModelError::BadConfig)?;
         if self.config.output != HeadOutput::Bins {
-            return Err(ModelError::BadConfig("--temperature: this head predicts (U, V), not colour bins".into()));
+            return Err(ModelError::BadConfig(
+                "--temperature, --undo-rebalance: this head predicts (U, V), not colour bins".into(),
+            ));
         }
-        set_var(varmap, TEMPERATURE_KEY, vec![temperature as f32])?;
+        set_var(varmap, TEMPERATURE_KEY, vec![config.temperature as f32])?;
+        set_var(varmap, UNDO_KEY, vec![config.undo_rebalance as f32])?;
         self.config = config;
         Ok(())
     }
@@ -193,11 +213,12 @@ impl HypercolumnHead {
             .map_err(|e| bad(format!("unreadable: {e}")))?;
         let chroma_smoothing = chroma_smoothing_in(&saved, path)?;
         let temperature = temperature_in(&saved, path)?;
+        let undo_rebalance = undo_rebalance_in(&saved, path)?;
         let vars = varmap.data().lock().expect("the head's variables are not poisoned");
         for (name, var) in vars.iter() {
             let value = match saved.get(name) {
                 Some(t) => t.to_dtype(var.dtype())?.to_device(var.device())?,
-                None if name == SMOOTHING_KEY => Tensor::zeros(1, var.dtype(), var.device())?,
+                None if name == SMOOTHING_KEY || name == UNDO_KEY => Tensor::zeros(1, var.dtype(), var.device())?,
                 None => return Err(ModelError::MissingKey { path: path.to_path_buf(), key: name.clone() }),
             };
             if value.dims() != var.dims() {
@@ -209,6 +230,7 @@ impl HypercolumnHead {
         if let Some(temperature) = temperature {
             self.config.temperature = temperature;
         }
+        self.config.undo_rebalance = undo_rebalance;
         Ok(())
     }
 
@@ -247,6 +269,7 @@ impl HypercolumnHead {
             }
         };
         let temperature = temperature_in(&tensors, path)?.unwrap_or(defaults.temperature);
+        let undo_rebalance = undo_rebalance_in(&tensors, path)?;
         match (conv1.as_slice(), conv2.as_slice()) {
             ([c1, HYPERCOLUMN_CHANNELS, k1, _], [c2, _, k2, _]) => Ok(HeadConfig {
                 conv1_channels: *c1,
@@ -259,6 +282,7 @@ impl HypercolumnHead {
                 output,
                 bin_spacing,
                 temperature,
+                undo_rebalance,
             }),
             _ => Err(ModelError::BadFile {
                 path: path.to_path_buf(),
@@ -341,13 +365,37 @@ fn temperature_in(
     }
 }
 
+/// How much rebalancing a saved bins head undoes when it decodes (0 when
+/// the file predates the setting).
+fn undo_rebalance_in(
+    tensors: &std::collections::HashMap<String, Tensor>,
+    path: &Path,
+) -> std::result::Result<f64, ModelError> {
+    match scalar_in(tensors, UNDO_KEY, path)? {
+        Some(a) if !(0.0..=1.0).contains(&a) => Err(ModelError::BadFile {
+            path: path.to_path_buf(),
+            message: format!("{UNDO_KEY} is {a}, expected 0 to 1"),
+        }),
+        a => Ok(a.unwrap_or(0.0)),
+    }
+}
+
 impl HypercolumnHead {
     /// The prediction from logits: (U, V) / 255 [n, 2, h, w], the sigmoid of
     /// (U, V) logits or the annealed mean of bin logits.
     pub fn decode(&self, logits: &Tensor) -> Result<Tensor> {
-        match &self.bin_centres {
-            None => candle_nn::ops::sigmoid(logits),
-            Some(centres) => annealed_mean(logits, centres, self.config.temperature),
+        match (&self.bin_centres, &self.bin_weights) {
+            (Some(centres), Some(weights)) => {
+                let undo = self.config.undo_rebalance;
+                let logits = if undo > 0.0 {
+                    let shift = (weights.log()? * undo)?.reshape((1, (), 1, 1))?;
+                    logits.broadcast_sub(&shift)?
+                } else {
+                    logits.clone()
+                };
+                annealed_mean(&logits, centres, self.config.temperature)
+            }
+            _ => candle_nn::ops::sigmoid(logits),
         }
     }
 

@@ -85,10 +85,14 @@ impl Colorizer {
         self.head.load(&self.varmap, path)
     }
 
-    /// Changes the annealed mean's temperature of a bins head, overriding
-    /// the head's own setting.
-    pub fn set_temperature(&mut self, temperature: f64) -> Result<(), ModelError> {
-        self.head.set_temperature(&self.varmap, temperature)
+    /// Changes how a bins head decodes (see `HypercolumnHead::set_bin_decoding`),
+    /// overriding the head's own settings.
+    pub fn set_bin_decoding(
+        &mut self,
+        temperature: Option<f64>,
+        undo_rebalance: Option<f64>,
+    ) -> Result<(), ModelError> {
+        self.head.set_bin_decoding(&self.varmap, temperature, undo_rebalance)
     }
 
     /// Changes how much the predicted chroma is blurred (see `smoothing`),

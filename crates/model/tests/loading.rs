@@ -186,11 +186,23 @@ fn a_bins_head_round_trips_its_decoding() {
     assert_eq!(loaded.head().bin_weights(loaded.varmap()).unwrap(), weights);
     let again = values(loaded.predict(&y).unwrap());
     assert!(again.iter().zip(&got).all(|(a, b)| (a - b).abs() < 1e-6));
-    loaded.set_temperature(1.0).unwrap();
+    loaded.set_bin_decoding(Some(1.0), None).unwrap();
     let mean = values(annealed_mean(&logits, centres, 1.0).unwrap());
     let at_mean = values(loaded.predict(&y).unwrap());
     assert!(at_mean.iter().zip(&mean).all(|(a, b)| (a - b).abs() < 1e-5), "the override");
-    let err = loaded.set_temperature(0.0).unwrap_err().to_string();
+    // Undoing the rebalancing: the logits less ln w (the weights above), decoded.
+    loaded.set_bin_decoding(None, Some(1.0)).unwrap();
+    let log_w = Tensor::new(weights.iter().map(|w| w.ln()).collect::<Vec<f32>>(), &Device::Cpu).unwrap();
+    let corrected = logits.broadcast_sub(&log_w.reshape((1, k, 1, 1)).unwrap()).unwrap();
+    let want = values(annealed_mean(&corrected, centres, 1.0).unwrap());
+    let got = values(loaded.predict(&y).unwrap());
+    assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5), "undo_rebalance 1");
+    let path2 = dir.join("decoding.safetensors");
+    loaded.save_head(&path2).unwrap();
+    let read = HypercolumnHead::config_of_file(&path2).unwrap();
+    assert_eq!((read.temperature, read.undo_rebalance), (1.0, 1.0), "decoding saved with the head");
+    assert!(loaded.set_bin_decoding(None, Some(1.5)).is_err());
+    let err = loaded.set_bin_decoding(Some(0.0), None).unwrap_err().to_string();
     assert!(err.contains("temperature"), "{err}");
     // A (U, V) head has no temperature to set.
     let mut uv = Colorizer::new(
@@ -200,7 +212,7 @@ fn a_bins_head_round_trips_its_decoding() {
         &Device::Cpu,
     )
     .unwrap();
-    assert!(uv.set_temperature(0.5).is_err());
+    assert!(uv.set_bin_decoding(Some(0.5), None).is_err());
 }
 
 /// A head file records its trunk (name and fingerprint) and the side it
