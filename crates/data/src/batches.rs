@@ -71,18 +71,33 @@ impl BatchLoader {
         if cache.is_empty() {
             return Err(DataError::Loader("the cache holds no images".into()));
         }
+        let per_epoch = batches_per_epoch(cache.len(), batch_size);
+        let mut order = (epoch, epoch_order(cache.len(), seed, epoch));
+        BatchLoader::from_fn(per_epoch, epoch, batch, move |epoch, b| {
+            if order.0 != epoch {
+                order = (epoch, epoch_order(cache.len(), seed, epoch));
+            }
+            let end = ((b + 1) * batch_size).min(order.1.len());
+            assemble(&cache, epoch, b, order.1[b * batch_size..end].to_vec())
+        })
+    }
+
+    /// The loader's thread around any batch maker: `make(epoch, index)` for
+    /// index 0..`per_epoch`, epoch after epoch, from (`epoch`, `batch`).
+    pub fn from_fn(
+        per_epoch: usize,
+        epoch: u64,
+        batch: usize,
+        mut make: impl FnMut(u64, usize) -> Batch + Send + 'static,
+    ) -> Result<BatchLoader, DataError> {
         let (sender, receiver) = sync_channel(PREFETCH);
         let worker = std::thread::Builder::new()
             .name("batch-loader".into())
             .spawn(move || {
-                let per_epoch = batches_per_epoch(cache.len(), batch_size);
                 let (mut epoch, mut index) = (epoch, batch);
                 loop {
-                    let order = epoch_order(cache.len(), seed, epoch);
                     for b in index..per_epoch {
-                        let end = ((b + 1) * batch_size).min(order.len());
-                        let ids = order[b * batch_size..end].to_vec();
-                        if sender.send(assemble(&cache, epoch, b, ids)).is_err() {
+                        if sender.send(make(epoch, b)).is_err() {
                             return; // the consumer is gone
                         }
                     }
@@ -119,5 +134,37 @@ impl Drop for BatchLoader {
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty_batch(epoch: u64, index: usize) -> Batch {
+        Batch { epoch, index, ids: vec![index], y: Vec::new(), uv: Vec::new() }
+    }
+
+    #[test]
+    fn a_loader_thread_that_dies_is_an_error_that_says_why() {
+        let mut loader = BatchLoader::from_fn(4, 0, 0, |epoch, index| {
+            if index == 2 {
+                panic!("shard 7 is unreadable");
+            }
+            empty_batch(epoch, index)
+        })
+        .unwrap();
+        assert_eq!(loader.next_batch().unwrap().index, 0);
+        assert_eq!(loader.next_batch().unwrap().index, 1);
+        let err = loader.next_batch().unwrap_err().to_string();
+        assert!(err.contains("stopped") && err.contains("shard 7 is unreadable"), "{err}");
+        assert!(loader.next_batch().is_err(), "and stays stopped");
+    }
+
+    #[test]
+    fn epochs_follow_each_other_from_the_start_position() {
+        let mut loader = BatchLoader::from_fn(3, 5, 2, empty_batch).unwrap();
+        let got: Vec<(u64, usize)> = (0..4).map(|_| loader.next_batch().map(|b| (b.epoch, b.index)).unwrap()).collect();
+        assert_eq!(got, [(5, 2), (6, 0), (6, 1), (6, 2)]);
     }
 }

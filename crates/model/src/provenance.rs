@@ -1,17 +1,19 @@
 //! What a head file says about how it was made: the trunk it was trained on
 //! (a name and a fingerprint of the weights) and the side of the pictures it
-//! saw. Kept in the safetensors header's metadata, beside the tensors.
-//! Heads saved before this existed have none of it.
+//! saw. Kept in the safetensors header's metadata, beside the tensors, as
+//! one JSON value under one key (so that a file's bytes are the same at
+//! every save: a map of several keys is written in a random order). Heads
+//! saved before this existed have none of it.
 
 use crate::ModelError;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
 
-const TRUNK: &str = "trunk";
-const TRUNK_FINGERPRINT: &str = "trunk_fingerprint";
-const INPUT_SIDE: &str = "input_side";
+/// The metadata key.
+const KEY: &str = "colorize.provenance";
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeadProvenance {
     /// `embedded`, `hub` or a path (`weights::trunk_name`).
     pub trunk: Option<String>,
@@ -35,27 +37,16 @@ impl HeadProvenance {
         std::io::Read::read_exact(&mut file, &mut header).map_err(|e| bad(format!("cut-short header: {e}")))?;
         let header: serde_json::Value =
             serde_json::from_slice(&header).map_err(|e| bad(format!("unreadable header: {e}")))?;
-        let meta = header.get("__metadata__").and_then(|m| m.as_object());
-        let text = |key: &str| meta.and_then(|m| m.get(key)).and_then(|v| v.as_str()).map(str::to_string);
-        let input_side = match text(INPUT_SIDE) {
-            None => None,
-            Some(side) => Some(side.parse().map_err(|_| bad(format!("{INPUT_SIDE} is '{side}', not a number")))?),
-        };
-        Ok(HeadProvenance { trunk: text(TRUNK), trunk_fingerprint: text(TRUNK_FINGERPRINT), input_side })
+        let recorded = header.get("__metadata__").and_then(|m| m.get(KEY)).and_then(|v| v.as_str());
+        match recorded {
+            None => Ok(HeadProvenance::default()),
+            Some(text) => serde_json::from_str(text).map_err(|e| bad(format!("unreadable {KEY}: {e}"))),
+        }
     }
 
     /// As safetensors metadata.
     pub(crate) fn to_metadata(&self) -> HashMap<String, String> {
-        let mut meta = HashMap::new();
-        if let Some(trunk) = &self.trunk {
-            meta.insert(TRUNK.to_string(), trunk.clone());
-        }
-        if let Some(fingerprint) = &self.trunk_fingerprint {
-            meta.insert(TRUNK_FINGERPRINT.to_string(), fingerprint.clone());
-        }
-        if let Some(side) = self.input_side {
-            meta.insert(INPUT_SIDE.to_string(), side.to_string());
-        }
-        meta
+        let text = serde_json::to_string(self).expect("provenance serialises");
+        HashMap::from([(KEY.to_string(), text)])
     }
 }

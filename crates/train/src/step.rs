@@ -27,6 +27,24 @@ pub struct StepGradients {
     pub grads: HashMap<String, Tensor>,
 }
 
+impl StepGradients {
+    /// What is not finite, if anything: the loss, or the first gradient by
+    /// name. An update with it would make the weights non-finite.
+    pub fn non_finite(&self) -> Result<Option<String>> {
+        if !self.loss.is_finite() {
+            return Ok(Some(format!("loss {}", self.loss)));
+        }
+        let mut names: Vec<&String> = self.grads.keys().collect();
+        names.sort();
+        for name in names {
+            if !crate::checkpoint::is_finite(&self.grads[name])? {
+                return Ok(Some(format!("the gradient of {name} is not finite")));
+            }
+        }
+        Ok(None)
+    }
+}
+
 /// What a step is trained on.
 #[derive(Clone, Copy, Debug)]
 pub enum Supervision<'a> {
@@ -306,4 +324,26 @@ fn input_gradient(dy: &Tensor, conv: &Conv2d) -> Result<Tensor> {
     let flipped = weight.index_select(&reversed, 2)?.index_select(&reversed, 3)?.transpose(0, 1)?.contiguous()?;
     let zero_bias = Tensor::zeros(cin, weight.dtype(), weight.device())?;
     candle_core::Module::forward(&Conv2d::new(flipped, zero_bias)?, dy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn a_non_finite_gradient_is_found_even_when_the_loss_is_finite() {
+        let d = Device::Cpu;
+        let grad = |v: &[f32]| Tensor::new(v, &d).unwrap();
+        let mut step = StepGradients {
+            loss: 0.5,
+            grads: HashMap::from([("a.bias".to_string(), grad(&[1.0, 2.0])), ("b.bias".to_string(), grad(&[0.0]))]),
+        };
+        assert_eq!(step.non_finite().unwrap(), None);
+        step.grads.insert("b.weight".into(), grad(&[1.0, f32::NAN]));
+        step.grads.insert("c.weight".into(), grad(&[f32::INFINITY]));
+        assert_eq!(step.non_finite().unwrap().as_deref(), Some("the gradient of b.weight is not finite"));
+        step.loss = f64::NAN;
+        assert_eq!(step.non_finite().unwrap().as_deref(), Some("loss NaN"));
+    }
 }

@@ -304,21 +304,7 @@ pub fn train(
         };
         // The loss and every gradient are checked before the update, so
         // the weights (and so the checkpoints) stay finite.
-        let non_finite = if step_grads.loss.is_finite() {
-            let mut names: Vec<&String> = step_grads.grads.keys().collect();
-            names.sort();
-            let mut first = None;
-            for name in names {
-                if !checkpoint::is_finite(&step_grads.grads[name])? {
-                    first = Some(format!("the gradient of {name} is not finite"));
-                    break;
-                }
-            }
-            first
-        } else {
-            Some(format!("loss {}", step_grads.loss))
-        };
-        if let Some(what) = non_finite {
+        if let Some(what) = step_grads.non_finite()? {
             return Err(TrainError::Diverged { step: state.step + 1, what, lr, last_checkpoint });
         }
         let vars = model.varmap().data().lock().expect("head variables").clone();
