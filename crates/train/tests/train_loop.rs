@@ -373,3 +373,19 @@ fn a_non_finite_head_is_never_checkpointed() {
     assert!(err.contains("out.bias") && err.contains("non-finite"), "{err}");
     assert!(!dir.join("step-00000004").exists() && !dir.join(".step-00000004.tmp").exists());
 }
+
+/// The config fingerprint ignores the run's length and cadence; a change
+/// to the computation changes it.
+#[test]
+fn the_config_fingerprint_ignores_run_length_and_cadence() {
+    let dir = tempdir("fingerprint");
+    let base = experiment(&dir, "");
+    let hash = colorize_train::config_hash;
+    let mut longer = base.clone();
+    longer.train.max_steps = Some(400);
+    longer.train.log_every = 7;
+    assert_eq!(hash(&base), hash(&longer));
+    let mut other = base.clone();
+    other.train.optimizer.lr = 0.05;
+    assert_ne!(hash(&base), hash(&other));
+}
