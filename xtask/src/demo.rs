@@ -62,6 +62,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
                     ("gray".into(), Predictor::Gray),
                 ],
                 qssim_maps: None,
+                pictures: None,
             };
             let report = score(&items, &scoring, serde_json::json!({"demo": true, "size": side}), Vec::new(), &|_| {});
             print!("{}", indent(&report.table("embedded")));

@@ -119,7 +119,14 @@ pub fn run(args: EvalArgs) -> Result<()> {
         if others.is_empty() { String::new() } else { format!("; baselines: {}", others.join(", ")) }
     );
 
-    let scoring = Scoring { protocol, metrics, predictors, qssim_maps: args.qssim_maps.as_ref().map(|p| absolute(p)) };
+    let html = args.html.as_ref().map(|p| absolute(p));
+    let scoring = Scoring {
+        protocol,
+        metrics,
+        predictors,
+        qssim_maps: args.qssim_maps.as_ref().map(|p| absolute(p)),
+        pictures: html.clone(),
+    };
     let bar = progress::bar(items.len() as u64, "images");
     let report = score(&items, &scoring, protocol_info, unmatched, &|n| bar.inc(n as u64));
     bar.finish_and_clear();
@@ -141,6 +148,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
         let path = absolute(path);
         std::fs::write(&path, report.csv()).with_context(|| format!("writing {}", path.display()))?;
         println!("per-image rows: {}", path.display());
+    }
+    if let Some(dir) = &html {
+        let page = colorize_eval::html::write_report(dir, &report, &main_name)
+            .with_context(|| format!("writing the HTML report in {}", dir.display()))?;
+        println!("HTML report: {}", page.display());
     }
     if !report.failed.is_empty() {
         bail!("{} of {} images could not be scored (listed above)", report.failed.len(), items.len());

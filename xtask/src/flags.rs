@@ -167,6 +167,10 @@ pub struct EvalArgs {
     /// Write each image's QSSIM map as a gray PNG into this folder.
     #[arg(long)]
     pub qssim_maps: Option<PathBuf>,
+    /// Write an HTML report into this folder (index.html, pictures in
+    /// images/): the summary, a histogram, every picture worst first.
+    #[arg(long, value_name = "DIR")]
+    pub html: Option<PathBuf>,
     #[command(flatten)]
     pub model: ModelArgs,
 }

@@ -8,6 +8,7 @@
 //! **Architecture invariant:** eval does not depend on train: any colorizer's
 //! outputs can be scored, and training uses the same measures.
 
+pub mod html;
 pub mod measures;
 pub mod report;
 pub mod score;

@@ -118,6 +118,8 @@ pub struct Scoring<'a> {
     pub predictors: Vec<(String, Predictor<'a>)>,
     /// Write each image's QSSIM map (main prediction) as a gray PNG here.
     pub qssim_maps: Option<PathBuf>,
+    /// Write each image's pictures for the HTML report here (`html`).
+    pub pictures: Option<PathBuf>,
 }
 
 /// Scores every item: in chunks, so that memory stays bounded whatever the
@@ -177,6 +179,9 @@ pub fn score(
                     if p == 0 {
                         if let Some(dir) = &scoring.qssim_maps {
                             write_qssim_map(dir, &item.name, pred, truth).map_err(fail)?;
+                        }
+                        if let Some(dir) = &scoring.pictures {
+                            crate::html::write_pictures(dir, &item.name, pred, truth).map_err(fail)?;
                         }
                     }
                 }

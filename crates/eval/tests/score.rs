@@ -46,6 +46,7 @@ fn folders_pair_by_relative_path_and_list_the_unmatched() {
         metrics: vec![Metric::Qssim, Metric::Psnr],
         predictors: vec![("prediction".into(), Predictor::Files)],
         qssim_maps: Some(dir.join("maps")),
+        pictures: None,
     };
     let report = score(&items, &scoring, serde_json::json!({}), unmatched, &|_| {});
     assert_eq!(report.failed.len(), 1);
@@ -79,6 +80,7 @@ fn the_gray_baseline_is_perfect_on_gray_pictures_and_below_on_colour() {
             ("mean-chroma".into(), Predictor::MeanChroma([128.0, 128.0])),
         ],
         qssim_maps: None,
+        pictures: None,
     };
     let report = score(&items, &scoring, serde_json::json!({}), vec![], &|_| {});
     let row = |name: &str| report.images.iter().find(|r| r.name == name).unwrap();

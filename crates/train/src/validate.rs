@@ -90,6 +90,7 @@ impl Validator {
             metrics: self.config.metrics.clone(),
             predictors: vec![("prediction".into(), predictor)],
             qssim_maps: None,
+            pictures: None,
         };
         let report = score(&self.items, &scoring, serde_json::Value::Null, Vec::new(), &|_| {});
         ValidationScores { metrics: report.metrics, failed: report.failed }
