@@ -9,12 +9,47 @@
 //! and it has no SessionLog, which a resumed run needs.
 
 use image::RgbImage;
-use protobuf::RepeatedField;
+use protobuf::well_known_types::Value as ProtoValue;
+use protobuf::{Message, RepeatedField};
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
+use tensorboard_proto::api::{Experiment, HParamInfo, MetricInfo, MetricName};
 use tensorboard_proto::event::{Event, SessionLog, SessionLog_SessionStatus};
-use tensorboard_proto::summary::{Summary, Summary_Image, Summary_Value};
+use tensorboard_proto::plugin_hparams::{HParamsPluginData, SessionStartInfo};
+use tensorboard_proto::summary::{Summary, SummaryMetadata, SummaryMetadata_PluginData, Summary_Image, Summary_Value};
 use tensorboard_rs::summary_writer::FileWriter;
+
+/// A hyperparameter's value as TensorBoard shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HParam {
+    Number(f64),
+    Text(String),
+    Flag(bool),
+}
+
+/// A resolved config's scalar values, by dotted key (`train.optimizer.lr`):
+/// what the HParams dashboard compares between runs. Lists are joined.
+pub fn hparams_of(config: &toml::Value) -> BTreeMap<String, HParam> {
+    fn walk(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, HParam>) {
+        let key = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+        match value {
+            toml::Value::Table(table) => table.iter().for_each(|(k, v)| walk(&key(k), v, out)),
+            toml::Value::Integer(i) => drop(out.insert(prefix.to_string(), HParam::Number(*i as f64))),
+            toml::Value::Float(x) => drop(out.insert(prefix.to_string(), HParam::Number(*x))),
+            toml::Value::Boolean(b) => drop(out.insert(prefix.to_string(), HParam::Flag(*b))),
+            toml::Value::String(s) => drop(out.insert(prefix.to_string(), HParam::Text(s.clone()))),
+            toml::Value::Array(items) => {
+                let joined: Vec<String> = items.iter().map(|i| i.to_string().trim_matches('"').to_string()).collect();
+                out.insert(prefix.to_string(), HParam::Text(joined.join(",")));
+            }
+            toml::Value::Datetime(d) => drop(out.insert(prefix.to_string(), HParam::Text(d.to_string()))),
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk("", config, &mut out);
+    out
+}
 
 pub struct TbLogger {
     writer: Option<FileWriter>,
@@ -86,6 +121,74 @@ impl TbLogger {
         v.set_tag(tag.to_string());
         v.set_image(picture);
         self.summary(v, step);
+    }
+
+    /// The run's hyperparameters and the scalar tags that measure it, for
+    /// TensorBoard's HParams dashboard: an experiment summary (the names)
+    /// and this run's session start (the values), as the hparams plugin
+    /// reads them. Written once, when a run starts.
+    pub fn hparams(&mut self, values: &BTreeMap<String, HParam>, metric_tags: &[&str]) {
+        let mut experiment = Experiment::new();
+        experiment.set_hparam_infos(RepeatedField::from(
+            values
+                .keys()
+                .map(|name| {
+                    let mut info = HParamInfo::new();
+                    info.set_name(name.clone());
+                    info
+                })
+                .collect::<Vec<_>>(),
+        ));
+        experiment.set_metric_infos(RepeatedField::from(
+            metric_tags
+                .iter()
+                .map(|tag| {
+                    let mut name = MetricName::new();
+                    name.set_tag(tag.to_string());
+                    let mut info = MetricInfo::new();
+                    info.set_name(name);
+                    info
+                })
+                .collect::<Vec<_>>(),
+        ));
+        let mut data = HParamsPluginData::new();
+        data.set_experiment(experiment);
+        self.plugin_summary("_hparams_/experiment", data);
+
+        let mut start = SessionStartInfo::new();
+        for (name, value) in values {
+            let mut v = ProtoValue::new();
+            match value {
+                HParam::Number(x) => v.set_number_value(*x),
+                HParam::Text(t) => v.set_string_value(t.clone()),
+                HParam::Flag(b) => v.set_bool_value(*b),
+            }
+            start.mut_hparams().insert(name.clone(), v);
+        }
+        if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            start.set_start_time_secs(now.as_secs_f64());
+        }
+        let mut data = HParamsPluginData::new();
+        data.set_session_start_info(start);
+        self.plugin_summary("_hparams_/session_start_info", data);
+    }
+
+    /// A summary value that carries only the hparams plugin's data.
+    fn plugin_summary(&mut self, tag: &str, mut data: HParamsPluginData) {
+        data.set_version(0);
+        let Ok(content) = data.write_to_bytes() else {
+            eprintln!("warning: TensorBoard hparams not written");
+            return;
+        };
+        let mut plugin = SummaryMetadata_PluginData::new();
+        plugin.set_plugin_name("hparams".into());
+        plugin.set_content(content);
+        let mut metadata = SummaryMetadata::new();
+        metadata.set_plugin_data(plugin);
+        let mut v = Summary_Value::new();
+        v.set_tag(tag.to_string());
+        v.set_metadata(metadata);
+        self.summary(v, 0);
     }
 
     pub fn flush(&mut self) {

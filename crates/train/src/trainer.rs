@@ -280,6 +280,20 @@ pub fn train(
     let metrics_path = run_dir.join("metrics.jsonl");
     let mut metrics = MetricsLog::open(&metrics_path, Some(state.step)).map_err(io(&metrics_path))?;
     let mut tb = TbLogger::new(&run_dir, options.resume.is_some().then_some(state.step));
+    if options.resume.is_none() {
+        // The HParams dashboard: this run's config, measured by its best
+        // validation scores (logged as `best/val_*`) and its loss.
+        let mut metric_tags = vec!["train/loss".to_string()];
+        if let Some(v) = &experiment.validation {
+            metric_tags.extend(v.metrics.iter().map(|m| format!("best/val_{m}")));
+        }
+        let tags: Vec<&str> = metric_tags.iter().map(String::as_str).collect();
+        let config = toml::Value::try_from(experiment).map_err(|e| TrainError::Resume {
+            path: run_dir.clone(),
+            reason: format!("the config does not serialise: {e}"),
+        })?;
+        tb.hparams(&crate::tensorboard::hparams_of(&config), &tags);
+    }
     let validator = match &experiment.validation {
         Some(v) => Some(Validator::new(v, side, experiment.data.crop, cache.manifest().mean_uv)?),
         None => None,
@@ -395,6 +409,9 @@ pub fn train(
             if let Some(q) = qssim {
                 if state.best_qssim.is_none_or(|best| !best.is_finite() || q > best) {
                     state.best_qssim = Some(q);
+                    for (name, s) in &scores {
+                        tb.scalar(&format!("best/val_{name}"), s.mean, state.step);
+                    }
                     let path = checkpoint::write(&checkpoints, checkpoint::BEST, &model, &optimizer, &state)?;
                     observer(Event::Checkpoint { step: state.step, path: &path });
                 }

@@ -193,3 +193,39 @@ fn a_resumed_run_shows_each_step_once() {
     );
     event_accumulator(&script);
 }
+
+/// The HParams dashboard's data, read back by TensorBoard's own hparams
+/// plugin code: the experiment names the hyperparameters and metrics, the
+/// session start carries this run's values.
+#[test]
+fn hparams_read_back_with_tensorboards_plugin() {
+    use colorize_train::tensorboard::{hparams_of, HParam};
+    let dir = std::env::temp_dir().join(format!("colorize-tb-hparams-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config: toml::Value =
+        toml::from_str("name = \"a\"\n[train]\nloss = \"bins\"\nflip = true\n[train.optimizer]\nlr = 0.03\n").unwrap();
+    let values = hparams_of(&config);
+    assert_eq!(values["train.optimizer.lr"], HParam::Number(0.03));
+    assert_eq!(values["train.loss"], HParam::Text("bins".into()));
+    assert_eq!(values["train.flip"], HParam::Flag(true));
+    {
+        let mut tb = TbLogger::new(&dir, None);
+        tb.hparams(&values, &["best/val_qssim", "train/loss"]);
+        tb.scalar("best/val_qssim", 0.97, 10);
+        tb.flush();
+    }
+    let script = format!(
+        "from tensorboard.backend.event_processing.event_accumulator import EventAccumulator as E\n\
+         from tensorboard.plugins.hparams import plugin_data_pb2 as P\n\
+         a = E({:?}); a.Reload(); c = a.PluginTagToContent('hparams')\n\
+         e = P.HParamsPluginData.FromString(c['_hparams_/experiment']).experiment\n\
+         assert sorted(h.name for h in e.hparam_infos) == ['name', 'train.flip', 'train.loss', 'train.optimizer.lr'], e\n\
+         assert [m.name.tag for m in e.metric_infos] == ['best/val_qssim', 'train/loss'], e\n\
+         s = P.HParamsPluginData.FromString(c['_hparams_/session_start_info']).session_start_info\n\
+         assert s.hparams['train.optimizer.lr'].number_value == 0.03 and s.hparams['train.loss'].string_value == 'bins', s\n\
+         assert s.hparams['train.flip'].bool_value, s\n\
+         v = a.Scalars('best/val_qssim'); assert len(v) == 1 and abs(v[0].value - 0.97) < 1e-6, v\nprint('ok')",
+        dir.to_string_lossy()
+    );
+    event_accumulator(&script);
+}
