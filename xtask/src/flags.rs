@@ -31,6 +31,18 @@ pub enum Command {
     Demo(DemoArgs),
     /// Benchmarks, side by side with a Python peer in a bench-only venv.
     Bench(BenchArgs),
+    /// The run folders side by side: steps, speed, best validation scores,
+    /// state, and the config keys that differ between them.
+    Runs(RunsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunsArgs {
+    /// Folder of run folders [default: runs/]
+    pub dir: Option<PathBuf>,
+    /// Print JSON (one object per run) instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -14,6 +14,7 @@ mod flags;
 mod model;
 mod preprocess;
 mod progress;
+mod runs;
 mod train;
 
 use anyhow::Result;
@@ -41,6 +42,7 @@ fn run(flags: flags::Xtask) -> Result<()> {
         flags::Command::Train(args) => train::run(args),
         flags::Command::Demo(args) => demo::run(args),
         flags::Command::Bench(args) => bench::run(args),
+        flags::Command::Runs(args) => runs::run(args),
     }
 }
 

@@ -107,3 +107,43 @@ fn train_tiny_head(dir: &Path) -> PathBuf {
     assert!(run.status.success(), "{}\n{}", text(&run.stdout), text(&run.stderr));
     run_dir.join("checkpoints/step-00000002/head.safetensors")
 }
+
+/// `runs` lists run folders with their steps and states, and the config
+/// keys that differ between them.
+#[test]
+fn runs_lists_runs_side_by_side() {
+    let dir = tempdir("runs");
+    let head = train_tiny_head(&dir);
+    let runs = dir.join("runs");
+    std::fs::create_dir_all(&runs).unwrap();
+    std::fs::rename(head.ancestors().nth(3).unwrap(), runs.join("a")).unwrap();
+    // A copy with another learning rate, killed while running.
+    let b = runs.join("b");
+    std::fs::create_dir_all(&b).unwrap();
+    for file in ["config.toml", "run.json", "metrics.jsonl"] {
+        std::fs::copy(runs.join("a").join(file), b.join(file)).unwrap();
+    }
+    let config = std::fs::read_to_string(b.join("config.toml")).unwrap();
+    assert!(config.contains("lr = "), "{config}");
+    let config: String = config
+        .lines()
+        .map(|l| if l.starts_with("lr = ") { "lr = 0.123".to_string() } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(b.join("config.toml"), config).unwrap();
+    std::fs::write(b.join("status.json"), r#"{"state": "running", "pid": 4000000000, "step": 1, "planned_steps": 2}"#)
+        .unwrap();
+
+    let run = xtask(&["runs", runs.to_str().unwrap(), "--json"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let rows: serde_json::Value = serde_json::from_str(&text(&run.stdout)).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!((rows[0]["name"].as_str(), rows[0]["state"].as_str()), (Some("a"), Some("finished")));
+    assert_eq!((rows[0]["steps_done"].as_u64(), rows[0]["steps_planned"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(rows[1]["state"], "killed", "running, but its process is gone");
+    assert_eq!(rows[1]["differs"]["train.optimizer.lr"], "0.123");
+    assert_eq!(rows[0]["differs"].as_object().unwrap().keys().collect::<Vec<_>>(), ["train.optimizer.lr"]);
+    let table = text(&xtask(&["runs", runs.to_str().unwrap()]).stdout);
+    assert!(table.contains("train.optimizer.lr") && table.contains("2/2") && table.contains("killed"), "{table}");
+}

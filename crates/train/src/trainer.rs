@@ -298,6 +298,8 @@ pub fn train(
         Some(v) => Some(Validator::new(v, side, experiment.data.crop, cache.manifest().mean_uv)?),
         None => None,
     };
+    let status = RunStatus { run_dir: &run_dir, planned: total_steps };
+    status.write("running", state.step);
     observer(Event::Started {
         run_dir: &run_dir,
         start_step: state.step,
@@ -341,6 +343,7 @@ pub fn train(
         // The loss and every gradient are checked before the update, so
         // the weights (and so the checkpoints) stay finite.
         if let Some(what) = step_grads.non_finite()? {
+            status.write("diverged", state.step);
             return Err(TrainError::Diverged { step: state.step + 1, what, lr, last_checkpoint });
         }
         let vars = model.varmap().data().lock().expect("head variables").clone();
@@ -434,6 +437,7 @@ pub fn train(
         }
     }
     tb.flush();
+    status.write(if interrupted { "interrupted" } else { "finished" }, state.step);
     Ok(TrainOutcome {
         run_dir,
         steps: state.step,
@@ -442,6 +446,34 @@ pub fn train(
         interrupted,
         last_checkpoint: last_checkpoint.map(|dir| dir.join(checkpoint::HEAD_FILE)),
     })
+}
+
+/// `status.json` in a run folder: what the run is doing (`running`, with
+/// its process id, then `finished`, `interrupted` or `diverged`), for
+/// `cargo xtask runs`. A run whose status says running but whose process
+/// is gone was killed. Best effort: a status that cannot be written only
+/// loses the listing's state column.
+struct RunStatus<'a> {
+    run_dir: &'a Path,
+    planned: u64,
+}
+
+impl RunStatus<'_> {
+    fn write(&self, state: &str, step: u64) {
+        let status = json!({
+            "state": state,
+            "pid": std::process::id(),
+            "step": step,
+            "planned_steps": self.planned,
+            "updated_utc": crate::run::utc_stamp(std::time::SystemTime::now()),
+        });
+        let path = self.run_dir.join("status.json");
+        let tmp = self.run_dir.join("status.json.tmp");
+        let written = std::fs::write(&tmp, status.to_string()).and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            eprintln!("warning: cannot write {}: {e}", path.display());
+        }
+    }
 }
 
 /// A resumed run may run longer or log otherwise (see `config_hash`): the
