@@ -1,19 +1,17 @@
 //! Building a `Colorizer` from the command line's model flags.
 
 use crate::flags::ModelArgs;
-use crate::{absolute, project_root};
+use crate::absolute;
 use anyhow::{Context, Result};
 use colorize_model::provenance::HeadProvenance;
 use colorize_model::weights::{embedded_head, resolve_trunk, trunk_of_name};
 use colorize_model::{parse_device, Colorizer, ModelError};
 use std::path::{Path, PathBuf};
 
-/// The trunk file the flags (or the config's value) point at.
-pub fn trunk_path(args: &ModelArgs, config_value: Option<&Path>) -> Result<PathBuf> {
+/// The trunk file `--vgg-weights` points at (the embedded trunk without it).
+pub fn trunk_path(args: &ModelArgs) -> Result<PathBuf> {
     let flag = args.vgg_weights.as_deref().map(|p| if p.as_os_str() == "hub" { p.to_path_buf() } else { absolute(p) });
-    let config =
-        config_value.map(|p| if p.is_relative() && p.as_os_str() != "hub" { project_root().join(p) } else { p.into() });
-    Ok(resolve_trunk(flag.or(config).as_deref())?)
+    Ok(resolve_trunk(flag.as_deref())?)
 }
 
 /// A colorizer with a trained head: `--checkpoint`, else the embedded one.
@@ -27,7 +25,7 @@ pub fn load_colorizer(args: &ModelArgs, checkpoint: Option<&Path>) -> Result<Col
         (None, Some(name)) => {
             trunk_of_name(&name).with_context(|| format!("the trunk {} records ({name})", head.display()))?
         }
-        _ => trunk_path(args, None)?,
+        _ => trunk_path(args)?,
     };
     let mut colorizer = Colorizer::load_checked(&trunk, &head, &device, !args.other_trunk)
         .with_context(|| format!("loading the colorizer {}", head.display()))?;

@@ -94,14 +94,21 @@ impl PreprocessConfig {
     }
 
     pub fn validate(&self) -> Result<(), crate::DataError> {
-        let bad = |msg: String| Err(crate::DataError::InvalidConfig(msg));
+        match self.invalid_key() {
+            Some((_, message)) => Err(crate::DataError::InvalidConfig(message)),
+            None => Ok(()),
+        }
+    }
+
+    /// The first out-of-range value: its key (`data.…`) and why.
+    pub fn invalid_key(&self) -> Option<(&'static str, String)> {
         if self.shard_size == 0 {
-            return bad("shard_size must be at least 1".into());
+            return Some(("data.shard_size", "shard_size must be at least 1".into()));
         }
         if self.limit == Some(0) {
-            return bad("limit must be at least 1 (leave it out to take every image)".into());
+            return Some(("data.limit", "limit must be at least 1 (leave it out to take every image)".into()));
         }
-        Ok(())
+        None
     }
 
     /// The settings that decide the cache's bytes, as canonical JSON. The

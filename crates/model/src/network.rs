@@ -24,7 +24,7 @@ impl Colorizer {
     /// A trunk from `trunk_path` and a freshly initialised head, its weights
     /// drawn from `seed` (candle's own CPU generator cannot be seeded).
     pub fn new(trunk_path: &Path, head: HeadConfig, seed: u64, device: &Device) -> Result<Colorizer, ModelError> {
-        head.validate().map_err(|message| ModelError::BadFile { path: trunk_path.into(), message })?;
+        head.validate().map_err(ModelError::BadConfig)?;
         let trunk = Vgg16Trunk::load(trunk_path, device)?;
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);

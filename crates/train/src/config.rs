@@ -267,9 +267,8 @@ impl Experiment {
     /// Range checks; the error names the key (`table.key`).
     fn validate(&self) -> Result<(), (String, String)> {
         let bad = |key: &str, message: String| Err((key.to_string(), message));
-        if let Err(e) = self.data.validate() {
-            let key = if self.data.shard_size == 0 { "data.shard_size" } else { "data.limit" };
-            return bad(key, e.to_string());
+        if let Some((key, message)) = self.data.invalid_key() {
+            return bad(key, message);
         }
         if let Err(message) = self.model.head.validate() {
             // The head's messages read "model.head.<key> = <value>: <why>".
