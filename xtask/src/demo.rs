@@ -8,11 +8,11 @@ use colorize_core::Side;
 use colorize_data::write_cache;
 use colorize_eval::score::dataset_items;
 use colorize_eval::{score, Metric, Predictor, Protocol, Scoring};
-use colorize_model::colorize::luma;
-use colorize_model::colorize_image;
+
+use colorize_model::comparison_strip;
 use colorize_model::weights::embedded_head;
 use colorize_train::{train, Event, Experiment, TrainOptions};
-use image::{imageops, DynamicImage, RgbImage};
+
 use std::path::Path;
 
 pub fn run(args: DemoArgs) -> Result<()> {
@@ -113,13 +113,7 @@ fn write_strips(colorizer: &colorize_model::Colorizer, photos: &Path, strips: &P
                 continue;
             }
         };
-        let gray = DynamicImage::ImageLuma8(luma(&original)).to_rgb8();
-        let colorized = colorize_image(colorizer, &gray, side)?;
-        let (w, h) = original.dimensions();
-        let mut strip = RgbImage::new(3 * w, h);
-        for (i, part) in [&gray, &colorized, &original].into_iter().enumerate() {
-            imageops::replace(&mut strip, part, i as i64 * i64::from(w), 0);
-        }
+        let strip = comparison_strip(colorizer, &original, side)?;
         let target = strips.join(&rel).with_extension("png");
         strip.save(&target).with_context(|| format!("writing {}", target.display()))?;
         println!("    {}", target.display());

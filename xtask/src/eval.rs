@@ -5,9 +5,8 @@ use crate::flags::EvalArgs;
 use crate::{absolute, model, progress};
 use anyhow::{bail, Context, Result};
 use colorize_core::Side;
-use colorize_data::sample::draw_order;
 use colorize_data::{CropPolicy, Manifest, SourceLayout};
-use colorize_eval::score::{dataset_items, pair_folders};
+use colorize_eval::score::{dataset_items, pair_folders, seeded_subset};
 use colorize_eval::{score, Metric, Predictor, Protocol, Scoring};
 use colorize_model::Colorizer;
 use serde_json::json;
@@ -44,10 +43,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         let layout: SourceLayout = parse_enum("--dataset", dataset, "sun, ilsvrc, tiny-imagenet or folder")?;
         let mut items = dataset_items(&absolute(root), layout, &args.split)?;
         if let Some(limit) = args.limit {
-            let order = draw_order(items.len(), args.seed);
-            let mut chosen: Vec<usize> = order.into_iter().take(limit).collect();
-            chosen.sort_unstable();
-            items = chosen.into_iter().map(|i| items[i].clone()).collect();
+            items = seeded_subset(items, limit, args.seed);
         }
         let info = json!({"mode": "dataset", "dataset": dataset, "root": absolute(root), "split": args.split,
                           "limit": args.limit, "seed": args.seed});

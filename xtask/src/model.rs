@@ -1,7 +1,7 @@
 //! Building a `Colorizer` from the command line's model flags.
 
-use crate::flags::ModelArgs;
 use crate::absolute;
+use crate::flags::ModelArgs;
 use anyhow::{Context, Result};
 use colorize_model::provenance::HeadProvenance;
 use colorize_model::weights::{embedded_head, resolve_trunk, trunk_of_name};

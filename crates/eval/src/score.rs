@@ -110,6 +110,14 @@ pub fn dataset_items(root: &Path, layout: SourceLayout, split: &str) -> Result<V
         .collect())
 }
 
+/// At most `limit` of `items`, the first of a seeded draw, kept in their
+/// listed order: the same subset on every machine for the same seed.
+pub fn seeded_subset(items: Vec<Item>, limit: usize, seed: u64) -> Vec<Item> {
+    let mut chosen: Vec<usize> = colorize_data::sample::draw_order(items.len(), seed).into_iter().take(limit).collect();
+    chosen.sort_unstable();
+    chosen.into_iter().map(|i| items[i].clone()).collect()
+}
+
 /// What `score` is told to do.
 pub struct Scoring<'a> {
     pub protocol: Protocol,

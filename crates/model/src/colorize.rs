@@ -43,3 +43,15 @@ pub fn colorize_image(model: &Colorizer, image: &RgbImage, side: Side) -> Result
     let rgb = yuv::planes_to_rgb(gray.as_raw(), &u, &v);
     Ok(RgbImage::from_raw(image.width(), image.height(), rgb).expect("3 bytes per pixel"))
 }
+/// gray | colorized | truth side by side, at the truth's size: how demos,
+/// validation previews and reports show a colouring.
+pub fn comparison_strip(model: &Colorizer, truth: &RgbImage, side: Side) -> Result<RgbImage, ModelError> {
+    let gray = image::DynamicImage::ImageLuma8(luma(truth)).to_rgb8();
+    let colorized = colorize_image(model, truth, side)?;
+    let (w, h) = truth.dimensions();
+    let mut strip = RgbImage::new(3 * w, h);
+    for (i, part) in [&gray, &colorized, truth].into_iter().enumerate() {
+        imageops::replace(&mut strip, part, i as i64 * i64::from(w), 0);
+    }
+    Ok(strip)
+}

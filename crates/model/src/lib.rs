@@ -34,7 +34,7 @@ pub mod smoothing;
 pub mod trunk;
 pub mod weights;
 
-pub use colorize::colorize_image;
+pub use colorize::{colorize_image, comparison_strip};
 pub use config::{HeadConfig, HeadOutput, ModelConfig};
 pub use device::parse_device;
 pub use error::ModelError;

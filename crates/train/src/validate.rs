@@ -6,13 +6,12 @@ use crate::config::ValidationConfig;
 use colorize_core::Side;
 use colorize_data::decode::load_rgb;
 use colorize_data::prepare::square;
-use colorize_data::sample::draw_order;
 use colorize_data::CropPolicy;
-use colorize_eval::score::dataset_items;
+use colorize_eval::score::{dataset_items, seeded_subset};
 use colorize_eval::{score, Item, Predictor, Protocol, Scoring, Summary};
-use colorize_model::colorize::luma;
-use colorize_model::{colorize_image, Colorizer, ModelError};
-use image::{imageops, DynamicImage, RgbImage};
+
+use colorize_model::{comparison_strip, Colorizer, ModelError};
+use image::RgbImage;
 use std::collections::BTreeMap;
 
 /// A validation's scores and how many pictures could not be scored.
@@ -48,9 +47,7 @@ impl Validator {
     ) -> Result<Validator, colorize_data::DataError> {
         let mut items = dataset_items(&config.source, config.layout, &config.split)?;
         if let Some(limit) = config.limit {
-            let mut chosen: Vec<usize> = draw_order(items.len(), 0x7a1d).into_iter().take(limit).collect();
-            chosen.sort_unstable();
-            items = chosen.into_iter().map(|i| items[i].clone()).collect();
+            items = seeded_subset(items, limit, 0x7a1d);
         }
         let mut validator = Validator {
             config: config.clone(),
@@ -105,16 +102,7 @@ impl Validator {
     pub fn strips(&self, model: &Colorizer) -> Result<Vec<(String, RgbImage)>, ModelError> {
         self.previews
             .iter()
-            .map(|(name, truth)| {
-                let gray = DynamicImage::ImageLuma8(luma(truth)).to_rgb8();
-                let prediction = colorize_image(model, truth, self.side)?;
-                let (w, h) = truth.dimensions();
-                let mut strip = RgbImage::new(3 * w, h);
-                for (i, part) in [&gray, &prediction, truth].into_iter().enumerate() {
-                    imageops::replace(&mut strip, part, i as i64 * i64::from(w), 0);
-                }
-                Ok((name.clone(), strip))
-            })
+            .map(|(name, truth)| Ok((name.clone(), comparison_strip(model, truth, self.side)?)))
             .collect()
     }
 }
