@@ -45,9 +45,15 @@ fn blur_matrix(len: usize, sigma: f64, like: &Tensor) -> Result<Tensor> {
         }
     };
     let totals: Vec<f64> = (0..len).map(|j| (0..len).map(|i| weight(i, j)).sum()).collect();
-    let values: Vec<f64> =
-        (0..len).flat_map(|i| (0..len).map(move |j| (i, j))).map(|(i, j)| weight(i, j) / totals[j]).collect();
-    Tensor::from_vec(values, (len, len), like.device())?.to_dtype(like.dtype())
+    band_matrix(len, len, |i, j| weight(i, j) / totals[j], like)
+}
+
+/// An [n_in, n_out] matrix of `entry(i, o)`, in `like`'s dtype and device:
+/// a 1-D filter along one axis as a matrix product (this blur's, and the
+/// training crate's QSSIM windows).
+pub fn band_matrix(n_in: usize, n_out: usize, entry: impl Fn(usize, usize) -> f64, like: &Tensor) -> Result<Tensor> {
+    let values: Vec<f64> = (0..n_in).flat_map(|i| (0..n_out).map(move |o| (i, o))).map(|(i, o)| entry(i, o)).collect();
+    Tensor::from_vec(values, (n_in, n_out), like.device())?.to_dtype(like.dtype())
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use candle_core::{DType, Result, Tensor, Var};
 use colorize_core::yuv::INVERSE_CHROMA;
 use colorize_eval::measures::window::gaussian_1d;
 use colorize_eval::measures::{QSSIM_C1, QSSIM_C2};
-use colorize_model::smoothing::smooth_chroma;
+use colorize_model::smoothing::{band_matrix, smooth_chroma};
 
 /// The QSSIM term of a dense step: L += weight · (1 − QSSIM).
 #[derive(Clone, Copy, Debug)]
@@ -107,16 +107,10 @@ fn window_mean(planes: &Tensor) -> Result<Tensor> {
     let (_, h, w) = planes.dims3()?;
     let valid = |n: usize| {
         let out = n + 1 - g.len();
-        band(n, out, |i, o| i.checked_sub(o).and_then(|k| g.get(k)).copied().unwrap_or(0.0), planes)
+        band_matrix(n, out, |i, o| i.checked_sub(o).and_then(|k| g.get(k)).copied().unwrap_or(0.0), planes)
     };
     let rows = planes.broadcast_matmul(&valid(w)?)?;
     valid(h)?.t()?.broadcast_matmul(&rows)
-}
-
-/// An [n_in, n_out] matrix of `entry(i, o)`, in `like`'s dtype and device.
-fn band(n_in: usize, n_out: usize, entry: impl Fn(usize, usize) -> f64, like: &Tensor) -> Result<Tensor> {
-    let values: Vec<f64> = (0..n_in).flat_map(|i| (0..n_out).map(move |o| (i, o))).map(|(i, o)| entry(i, o)).collect();
-    Tensor::from_vec(values, (n_in, n_out), like.device())?.to_dtype(like.dtype())
 }
 
 /// QSSIM of the step's predictions and the gradient of weight · (1 − QSSIM)
