@@ -34,6 +34,22 @@ pub enum Command {
     /// The run folders side by side: steps, speed, best validation scores,
     /// state, and the config keys that differ between them.
     Runs(RunsArgs),
+    /// Write a copy of a trained head with other prediction settings
+    /// (--chroma-smoothing, --temperature, --undo-rebalance), chosen on
+    /// held-out pictures with `eval`: the weights are unchanged.
+    Retune(RetuneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RetuneArgs {
+    /// The head to copy. Default: the project's embedded colorizer.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Where the retuned head goes.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
 }
 
 #[derive(Args, Debug)]

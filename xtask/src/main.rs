@@ -43,6 +43,20 @@ fn run(flags: flags::Xtask) -> Result<()> {
         flags::Command::Demo(args) => demo::run(args),
         flags::Command::Bench(args) => bench::run(args),
         flags::Command::Runs(args) => runs::run(args),
+        flags::Command::Retune(args) => {
+            let colorizer = model::load_colorizer(&args.model, args.checkpoint.as_deref())?;
+            let out = absolute(&args.out);
+            colorizer.save_head(&out)?;
+            let c = colorizer.head().config();
+            println!(
+                "{}: chroma smoothing σ {}, temperature {}, undo rebalance {}",
+                out.display(),
+                c.chroma_smoothing,
+                c.temperature,
+                c.undo_rebalance
+            );
+            Ok(())
+        }
     }
 }
 

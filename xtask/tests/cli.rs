@@ -147,3 +147,41 @@ fn runs_lists_runs_side_by_side() {
     let table = text(&xtask(&["runs", runs.to_str().unwrap()]).stdout);
     assert!(table.contains("train.optimizer.lr") && table.contains("2/2") && table.contains("killed"), "{table}");
 }
+
+/// `retune` writes a copy of a head with other prediction settings and the
+/// same weights.
+#[test]
+fn retune_changes_only_the_prediction_settings() {
+    let dir = tempdir("retune");
+    let head = train_tiny_head(&dir);
+    let out = dir.join("retuned.safetensors");
+    let run = xtask(&[
+        "retune",
+        "--checkpoint",
+        head.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--chroma-smoothing",
+        "3",
+    ]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let config = colorize_model::HypercolumnHead::config_of_file(&out).unwrap();
+    assert_eq!(config.chroma_smoothing, 3.0);
+    let load = |p: &Path| candle_core::safetensors::load(p, &candle_core::Device::Cpu).unwrap();
+    let (before, after) = (load(&head), load(&out));
+    for (name, tensor) in &before {
+        let same = tensor.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            == after[name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(same, name != "smoothing.sigma", "{name}");
+    }
+    let bad = xtask(&[
+        "retune",
+        "--checkpoint",
+        head.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--temperature",
+        "0.5",
+    ]);
+    assert!(!bad.status.success(), "a (U, V) head has no temperature");
+}
