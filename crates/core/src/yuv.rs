@@ -32,6 +32,18 @@ pub fn rgb_to_yuv8(rgb: [u8; 3]) -> [u8; 3] {
     out
 }
 
+/// (U − 128, V − 128) of an 8-bit RGB pixel by the exact formulas, unrounded
+/// (f64): the chroma plane's coordinates, for hue angles and bin gamuts.
+#[inline]
+pub fn chroma_f64(rgb: [u8; 3]) -> [f64; 2] {
+    let [r, g, b] = rgb.map(f64::from);
+    let row = |k: usize| {
+        let [cr, cg, cb] = FORWARD_E6[k].map(|c| c as f64 / SCALE as f64);
+        cr * r + cg * g + cb * b
+    };
+    [row(1), row(2)]
+}
+
 /// The luma of an 8-bit RGB pixel, rounded and clamped: the gray input.
 #[inline]
 pub fn luma8(rgb: [u8; 3]) -> u8 {

@@ -31,15 +31,12 @@ impl ColourBins {
         let reach = 128 / spacing as i32 + 1; // cells either side of gray
         let side = (2 * reach + 1) as usize;
         let mut hit = vec![false; side * side];
-        // U and V are linear in R, G, B: sweep the cube (every colour, as
-        // the exact formulas compute them in f64) and mark the cells hit.
-        for r in 0..=255u32 {
-            for g in 0..=255u32 {
-                let (r, g) = (f64::from(r), f64::from(g));
-                let (u_rg, v_rg) = (-0.168_736 * r - 0.331_264 * g, 0.5 * r - 0.418_688 * g);
-                for b in 0..=255u32 {
-                    let b = f64::from(b);
-                    let (u, v) = (u_rg + 0.5 * b, v_rg - 0.081_312 * b);
+        // Sweep the cube (every colour, by the exact formulas) and mark the
+        // cells hit.
+        for r in 0..=255u8 {
+            for g in 0..=255u8 {
+                for b in 0..=255u8 {
+                    let [u, v] = colorize_core::yuv::chroma_f64([r, g, b]);
                     let iu = (u / f64::from(spacing)).round() as i32 + reach;
                     let iv = (v / f64::from(spacing)).round() as i32 + reach;
                     hit[iv as usize * side + iu as usize] = true;

@@ -8,6 +8,7 @@
 //! score (NaN: left out of the mean).
 
 use super::{check_same_size, MeasureError};
+use colorize_core::yuv::chroma_f64;
 use image::RgbImage;
 
 /// Chroma radius (U/V units, 0..255 scale) above which a truth pixel counts.
@@ -17,22 +18,16 @@ pub const HUE_TOLERANCE_DEGREES: f64 = 30.0;
 /// Below this chroma radius a predicted pixel has no hue.
 pub const HUE_MIN_PREDICTED_CHROMA: f64 = 2.0;
 
-/// (U − 128, V − 128) of an RGB pixel, by the method's formulas in f64.
-fn chroma(rgb: [u8; 3]) -> (f64, f64) {
-    let [r, g, b] = rgb.map(f64::from);
-    (-0.168_736 * r - 0.331_264 * g + 0.5 * b, 0.5 * r - 0.418_688 * g - 0.081_312 * b)
-}
-
 pub fn hue_accuracy(pred: &RgbImage, truth: &RgbImage) -> Result<f64, MeasureError> {
     check_same_size(pred, truth)?;
     let (mut coloured, mut right) = (0u64, 0u64);
     for (p, t) in pred.pixels().zip(truth.pixels()) {
-        let (tu, tv) = chroma(t.0);
+        let [tu, tv] = chroma_f64(t.0);
         if tu.hypot(tv) <= HUE_MIN_CHROMA {
             continue;
         }
         coloured += 1;
-        let (pu, pv) = chroma(p.0);
+        let [pu, pv] = chroma_f64(p.0);
         if pu.hypot(pv) < HUE_MIN_PREDICTED_CHROMA {
             continue;
         }
