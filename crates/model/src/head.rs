@@ -2,8 +2,8 @@
 
 use crate::colour_bins::annealed_mean;
 use crate::conv::Conv2d;
-use crate::first_conv::first_conv;
 use crate::hypercolumn::{HypercolumnParts, Standardisation};
+use crate::kernels::first_conv::first_conv;
 use crate::trunk::HYPERCOLUMN_CHANNELS;
 use crate::weights::tensor_shape;
 use crate::{HeadConfig, HeadOutput, ModelError};

@@ -1,6 +1,7 @@
 //! The hypercolumn: the input and the trunk's taps, at the input's size,
 //! each channel standardised by constants that travel with the head.
 
+use crate::kernels::standardise::standardise;
 use crate::trunk::{Taps, HYPERCOLUMN_CHANNELS};
 use candle_core::{DType, Result, Tensor, D};
 
@@ -72,48 +73,12 @@ fn standardised_parts(x: &Tensor, taps: &Taps, standardisation: &Standardisation
         .into_iter()
         .map(|part| {
             let c = part.dim(1)?;
-            let shift = standardisation.shift.narrow(0, offset, c)?.reshape((1, c, 1, 1))?;
-            let scale = standardisation.scale.narrow(0, offset, c)?.reshape((1, c, 1, 1))?;
+            let shift = standardisation.shift.narrow(0, offset, c)?;
+            let scale = standardisation.scale.narrow(0, offset, c)?;
             offset += c;
-            if part.device().is_cpu() && part.dtype() == DType::F32 {
-                let [shift, scale] = [shift, scale].map(|t| t.flatten_all()?.to_vec1::<f32>());
-                return part.apply_op1_no_bwd(&Standardise { shift: shift?, scale: scale? });
-            }
-            part.broadcast_sub(&shift)?.broadcast_mul(&scale)
+            standardise(part, &shift, &scale)
         })
         .collect()
-}
-
-/// (x - shift[c]) * scale[c] over [n, c, h, w] on the CPU, in one pass
-/// (candle's two broadcast operations were 10% of a forward pass at 224).
-struct Standardise {
-    shift: Vec<f32>,
-    scale: Vec<f32>,
-}
-
-impl candle_core::CustomOp1 for Standardise {
-    fn name(&self) -> &'static str {
-        "standardise"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &candle_core::CpuStorage,
-        layout: &candle_core::Layout,
-    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let (n, c, h, w) = layout.shape().dims4()?;
-        if c != self.shift.len() {
-            candle_core::bail!("standardise: {c} channels, {} constants", self.shift.len());
-        }
-        let x = crate::conv::contiguous_f32(storage, layout, self.name())?;
-        let mut out = Vec::with_capacity(x.len());
-        for (i, plane) in x.chunks_exact(h * w).enumerate() {
-            let (shift, scale) = (self.shift[i % c], self.scale[i % c]);
-            out.extend(plane.iter().map(|v| (v - shift) * scale));
-        }
-        debug_assert_eq!(out.len(), n * c * h * w);
-        Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
-    }
 }
 
 /// Mean and standard deviation of each of the 451 channels over a batch,
@@ -223,13 +188,13 @@ pub fn hypercolumn_patches(
 
 /// For each of the four bilinear corners: the row (image, y, x) of a part of
 /// size (ph, pw) that each position reads, and its weight (0 outside the
-/// image), as `resample::bilinear_axis` interpolates.
+/// image), as `kernels::resample::bilinear_axis` interpolates.
 fn bilinear_corners(
     positions: &[Option<(usize, usize, usize)>],
     (h, w): (usize, usize),
     (ph, pw): (usize, usize),
 ) -> [(Vec<u32>, Vec<f32>); 4] {
-    let axis = crate::resample::bilinear_axis;
+    let axis = crate::kernels::resample::bilinear_axis;
     let mut corners: [(Vec<u32>, Vec<f32>); 4] = Default::default();
     for position in positions {
         let Some((image, y, x)) = *position else {

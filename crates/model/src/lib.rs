@@ -16,20 +16,22 @@
 //! frozen), the head from a `VarMap` (the only trainable variables).
 //! Every convolution goes through `conv::Conv2d`, the one seam where a
 //! faster kernel can be put in.
+//!
+//! The method's modules (`trunk`, `hypercolumn`, `head`, `network`,
+//! `colorize`, ...) call the CPU kernels in `kernels`, each of which has a
+//! plain-candle reference that every other device runs.
 
-pub mod channels_last;
 pub mod colorize;
 pub mod colour_bins;
 mod config;
 pub mod conv;
 mod device;
 mod error;
-pub mod first_conv;
 pub mod head;
 pub mod hypercolumn;
+pub mod kernels;
 pub mod network;
 pub mod provenance;
-pub mod resample;
 pub mod smoothing;
 pub mod trunk;
 pub mod weights;

@@ -15,9 +15,11 @@
 use crate::loss::{Objective, Targets};
 use crate::qssim_loss::{qssim_gradient, QssimTerm};
 use candle_core::{DType, Result, Tensor, D};
-use colorize_model::conv::{contiguous_f32, contiguous_f32_mut, weight_gradient, Conv2d};
-use colorize_model::first_conv::{first_conv, first_conv_weight_gradient};
+use colorize_model::conv::Conv2d;
 use colorize_model::hypercolumn::{HypercolumnParts, Pixel};
+use colorize_model::kernels::first_conv::{first_conv, first_conv_weight_gradient};
+use colorize_model::kernels::relu_backward::relu_backward;
+use colorize_model::kernels::weight_gradient::weight_gradient;
 use colorize_model::{Colorizer, HypercolumnHead, ModelError};
 use std::collections::HashMap;
 
@@ -229,81 +231,6 @@ pub fn sampled_gradients(
     let windows = model.hypercolumn_windows(y, pixels, model.head().config().receptive_field())?;
     let supervision = Supervision::Centres { windows: &windows.features, targets: &targets, inside: &windows.inside };
     Ok(head_gradients(model.head(), supervision, objective)?)
-}
-
-/// (`grad` + `extra`) where `pre` > 0, else 0: the gradient through a
-/// ReLU, with a second gradient summed in. On the CPU one pass, in place in
-/// `grad` (a tensor of this step's own): candle's sum, mask, conversion and
-/// product made four new tensors of the layer's size, whose first writes
-/// (page faults) cost more than the arithmetic at batch 4.
-fn relu_backward(grad: Tensor, extra: Option<&Tensor>, pre: &Tensor) -> Result<Tensor> {
-    let cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
-    if cpu(&grad) && cpu(pre) && extra.is_none_or(cpu) {
-        let grad = grad.contiguous()?;
-        let pre = pre.contiguous()?;
-        match extra {
-            Some(extra) => grad.inplace_op3(&extra.contiguous()?, &pre, &ReluBackward)?,
-            None => grad.inplace_op2(&pre, &ReluBackward)?,
-        }
-        return Ok(grad);
-    }
-    let sum = match extra {
-        Some(extra) => (grad + extra)?,
-        None => grad,
-    };
-    sum * relu_mask(pre)?
-}
-
-struct ReluBackward;
-
-impl ReluBackward {
-    fn run(grad: &mut [f32], extra: Option<&[f32]>, pre: &[f32]) -> Result<()> {
-        if pre.len() != grad.len() || extra.is_some_and(|e| e.len() != grad.len()) {
-            candle_core::bail!("relu-backward: tensors of different sizes");
-        }
-        match extra {
-            Some(e) => grad.iter_mut().zip(e).zip(pre).for_each(|((g, e), p)| *g = if *p > 0.0 { *g + e } else { 0.0 }),
-            None => grad.iter_mut().zip(pre).for_each(|(g, p)| *g = if *p > 0.0 { *g } else { 0.0 }),
-        }
-        Ok(())
-    }
-}
-
-impl candle_core::InplaceOp2 for ReluBackward {
-    fn name(&self) -> &'static str {
-        "relu-backward"
-    }
-
-    fn cpu_fwd(
-        &self,
-        grad: &mut candle_core::CpuStorage,
-        grad_layout: &candle_core::Layout,
-        pre: &candle_core::CpuStorage,
-        pre_layout: &candle_core::Layout,
-    ) -> Result<()> {
-        let name = candle_core::InplaceOp2::name(self);
-        ReluBackward::run(contiguous_f32_mut(grad, grad_layout, name)?, None, contiguous_f32(pre, pre_layout, name)?)
-    }
-}
-
-impl candle_core::InplaceOp3 for ReluBackward {
-    fn name(&self) -> &'static str {
-        "relu-backward-of-a-sum"
-    }
-
-    fn cpu_fwd(
-        &self,
-        grad: &mut candle_core::CpuStorage,
-        grad_layout: &candle_core::Layout,
-        extra: &candle_core::CpuStorage,
-        extra_layout: &candle_core::Layout,
-        pre: &candle_core::CpuStorage,
-        pre_layout: &candle_core::Layout,
-    ) -> Result<()> {
-        let name = candle_core::InplaceOp3::name(self);
-        let (extra, pre) = (contiguous_f32(extra, extra_layout, name)?, contiguous_f32(pre, pre_layout, name)?);
-        ReluBackward::run(contiguous_f32_mut(grad, grad_layout, name)?, Some(extra), pre)
-    }
 }
 
 fn relu_mask(x: &Tensor) -> Result<Tensor> {

@@ -3,7 +3,7 @@
 //! line of a channels-last pixel) at a time. Candle's strided copy of the
 //! same permutation runs element by element, several times slower.
 
-use crate::conv::{contiguous_f32, contiguous_f32_mut};
+use super::buffers::{contiguous_f32, contiguous_f32_mut, zeroed};
 use candle_core::{CpuStorage, CustomOp1, InplaceOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -11,7 +11,7 @@ const GROUP: usize = 16;
 
 /// [n, c, h, w] -> [n, h, w, c] (CPU f32; candle's permutation elsewhere).
 pub fn to_channels_last(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+    if super::fast_cpu(&[x]) {
         x.apply_op1_no_bwd(&ToChannelsLast)
     } else {
         x.permute((0, 2, 3, 1))?.contiguous()
@@ -34,7 +34,7 @@ impl CustomOp1 for ToChannelsLast {
         let (n, c, h, w) = layout.shape().dims4()?;
         let x = contiguous_f32(storage, layout, self.name())?;
         let pixels = h * w;
-        let mut out = crate::conv::zeroed(n * pixels * c);
+        let mut out = zeroed(n * pixels * c);
         for (src, dst) in x.chunks_exact(c * pixels).zip(out.chunks_exact_mut(pixels * c)) {
             // Each task writes a band of pixels, reading every channel plane there.
             dst.par_chunks_mut(c * 256).enumerate().for_each(|(band, dst)| {

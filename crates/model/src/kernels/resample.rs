@@ -6,6 +6,7 @@
 //! Bilinear upsampling is separable, so this is one sparse matrix along the
 //! columns and one along the rows, each with at most two entries per tap.
 
+use super::buffers::{contiguous_f32, contiguous_f32_mut, zeroed};
 use candle_core::{CpuStorage, CustomOp1, InplaceOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -108,9 +109,9 @@ impl CustomOp1 for ApplySparseRows<'_> {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = crate::conv::contiguous_f32(storage, layout, CustomOp1::name(self))?;
+        let x = contiguous_f32(storage, layout, CustomOp1::name(self))?;
         let outer = x.len() / (self.matrix.cols * self.inner).max(1);
-        let mut out = crate::conv::zeroed(outer * self.matrix.rows() * self.inner);
+        let mut out = zeroed(outer * self.matrix.rows() * self.inner);
         self.matrix.accumulate_slice(x, self.inner, &mut out)?;
         Ok((CpuStorage::F32(out), (outer, self.matrix.rows(), self.inner).into()))
     }
@@ -122,8 +123,8 @@ impl InplaceOp2 for ApplySparseRows<'_> {
     }
 
     fn cpu_fwd(&self, into: &mut CpuStorage, into_layout: &Layout, x: &CpuStorage, x_layout: &Layout) -> Result<()> {
-        let x = crate::conv::contiguous_f32(x, x_layout, InplaceOp2::name(self))?;
-        let out = crate::conv::contiguous_f32_mut(into, into_layout, InplaceOp2::name(self))?;
+        let x = contiguous_f32(x, x_layout, InplaceOp2::name(self))?;
+        let out = contiguous_f32_mut(into, into_layout, InplaceOp2::name(self))?;
         self.matrix.accumulate_slice(x, self.inner, out)
     }
 }

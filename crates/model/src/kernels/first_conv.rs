@@ -20,20 +20,35 @@
 //! The parts at full size (the input and conv1_2) go through `Conv2d` as
 //! before. Off the CPU the dense hypercolumn is built and convolved.
 
-use crate::channels_last::{add_channels_last, to_channels_last};
-use crate::conv::{weight_gradient, zeroed, Conv2d};
+use super::buffers::zeroed;
+use super::channels_last::{add_channels_last, to_channels_last};
+use super::resample::{column_operator, row_operator};
+use super::weight_gradient::weight_gradient;
+use crate::conv::Conv2d;
 use crate::hypercolumn::HypercolumnParts;
-use crate::resample::{column_operator, row_operator};
 use candle_core::{DType, Module, Result, Tensor};
 
 fn on_parts(parts: &HypercolumnParts) -> bool {
-    parts.full.device().is_cpu() && parts.full.dtype() == DType::F32
+    let mut tensors = vec![&parts.full];
+    tensors.extend(&parts.coarse);
+    super::fast_cpu(&tensors)
+}
+
+/// `first_conv` as a plain convolution of the dense hypercolumn: the
+/// reference path.
+pub fn reference(conv: &Conv2d, parts: &HypercolumnParts) -> Result<Tensor> {
+    conv.forward(&parts.dense()?)
+}
+
+/// `first_conv_weight_gradient` on the dense hypercolumn: the reference path.
+pub fn weight_gradient_reference(parts: &HypercolumnParts, dy: &Tensor, k: usize) -> Result<Tensor> {
+    super::weight_gradient::reference(&parts.dense()?, dy, k)
 }
 
 /// conv1 (any odd k, 'same' padding, bias) of the hypercolumn: [n, c1, h, w].
 pub fn first_conv(conv: &Conv2d, parts: &HypercolumnParts) -> Result<Tensor> {
     if !on_parts(parts) {
-        return conv.forward(&parts.dense()?);
+        return reference(conv, parts);
     }
     // No autograd through the passes: the weights' gradient is
     // `first_conv_weight_gradient`'s.
@@ -74,7 +89,7 @@ pub fn first_conv(conv: &Conv2d, parts: &HypercolumnParts) -> Result<Tensor> {
 /// [c1, 451, k, k].
 pub fn first_conv_weight_gradient(parts: &HypercolumnParts, dy: &Tensor, k: usize) -> Result<Tensor> {
     if !on_parts(parts) {
-        return weight_gradient(&parts.dense()?, dy, k);
+        return weight_gradient_reference(parts, dy, k);
     }
     let (n, c1, h, w) = dy.dims4()?;
     let mut grads = vec![weight_gradient(&parts.full, dy, k)?];
@@ -119,7 +134,7 @@ fn channels_last(x: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conv::stock_conv2d;
+    use crate::kernels::convolution;
     use candle_core::Device;
 
     fn parts(n: usize, s: usize) -> HypercolumnParts {
@@ -143,10 +158,12 @@ mod tests {
             )
             .unwrap();
             let fast = first_conv(&conv, &p).unwrap();
-            let stock = stock_conv2d(&conv, &p.dense().unwrap()).unwrap();
+            let stock = convolution::reference(&p.dense().unwrap(), conv.weight(), conv.bias()).unwrap();
             assert_eq!(fast.dims(), stock.dims());
             let diff = max_difference(&fast, &stock);
             assert!(diff < 1e-4, "k{k} s{s}: {diff}");
+            let diff = max_difference(&reference(&conv, &p).unwrap(), &stock);
+            assert!(diff < 1e-4, "reference k{k} s{s}: {diff}");
         }
     }
 
@@ -157,14 +174,17 @@ mod tests {
             let p = parts(2, s);
             let weight = candle_core::Var::randn(0f32, 1.0, (3, 15, k, k), &d).unwrap();
             let conv = Conv2d::new(weight.as_tensor().clone(), Tensor::zeros(3, DType::F32, &d).unwrap()).unwrap();
-            let y = stock_conv2d(&conv, &p.dense().unwrap()).unwrap();
+            let y = convolution::reference(&p.dense().unwrap(), conv.weight(), conv.bias()).unwrap();
             let dy = Tensor::randn(0f32, 1.0, y.dims(), &d).unwrap();
             let auto = (y * &dy).unwrap().sum_all().unwrap().backward().unwrap();
             let auto = auto.get(&weight).unwrap();
-            let hand = first_conv_weight_gradient(&p, &dy, k).unwrap();
             let scale = auto.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-            let diff = max_difference(&hand, auto);
-            assert!(diff < 1e-4 * scale, "k{k} s{s}: {diff} of {scale}");
+            let fast = first_conv_weight_gradient(&p, &dy, k).unwrap();
+            let reference = weight_gradient_reference(&p, &dy, k).unwrap();
+            for (path, hand) in [("fast", fast), ("reference", reference)] {
+                let diff = max_difference(&hand, auto);
+                assert!(diff < 1e-4 * scale, "{path} k{k} s{s}: {diff} of {scale}");
+            }
         }
     }
 }
