@@ -37,22 +37,22 @@ pub fn batches_per_epoch(len: usize, batch_size: usize) -> usize {
 }
 
 /// Stacks the images `ids` of the cache into one batch.
-pub fn assemble(cache: &UvCache, epoch: u64, index: usize, ids: Vec<usize>) -> Batch {
+pub fn assemble(cache: &UvCache, epoch: u64, index: usize, ids: Vec<usize>) -> Result<Batch, DataError> {
     let area = cache.side().area();
     let mut y = Vec::with_capacity(ids.len() * area);
     let mut uv = Vec::with_capacity(ids.len() * 2 * area);
     for &i in &ids {
-        let image = cache.get(i);
+        let image = cache.get(i)?;
         y.extend_from_slice(image.y);
         uv.extend_from_slice(image.uv);
     }
-    Batch { epoch, index, ids, y, uv }
+    Ok(Batch { epoch, index, ids, y, uv })
 }
 
 /// An endless stream of batches, epoch after epoch, starting at a given
 /// (epoch, batch) position. Dropping it stops its thread.
 pub struct BatchLoader {
-    receiver: Option<Receiver<Batch>>,
+    receiver: Option<Receiver<Result<Batch, DataError>>>,
     worker: Option<JoinHandle<()>>,
 }
 
@@ -83,12 +83,13 @@ impl BatchLoader {
     }
 
     /// The loader's thread around any batch maker: `make(epoch, index)` for
-    /// index 0..`per_epoch`, epoch after epoch, from (`epoch`, `batch`).
+    /// index 0..`per_epoch`, epoch after epoch, from (`epoch`, `batch`). The
+    /// first error it returns ends the stream and is the consumer's next.
     pub fn from_fn(
         per_epoch: usize,
         epoch: u64,
         batch: usize,
-        mut make: impl FnMut(u64, usize) -> Batch + Send + 'static,
+        mut make: impl FnMut(u64, usize) -> Result<Batch, DataError> + Send + 'static,
     ) -> Result<BatchLoader, DataError> {
         let (sender, receiver) = sync_channel(PREFETCH);
         let worker = std::thread::Builder::new()
@@ -97,8 +98,10 @@ impl BatchLoader {
                 let (mut epoch, mut index) = (epoch, batch);
                 loop {
                     for b in index..per_epoch {
-                        if sender.send(make(epoch, b)).is_err() {
-                            return; // the consumer is gone
+                        let made = make(epoch, b);
+                        let failed = made.is_err();
+                        if sender.send(made).is_err() || failed {
+                            return; // the consumer is gone, or has the error
                         }
                     }
                     epoch += 1;
@@ -110,10 +113,15 @@ impl BatchLoader {
     }
 
     /// The next batch. The stream is endless, so no batch means the loader
-    /// thread died: the error says why (its panic message).
+    /// failed: its error, or why its thread died (its panic message).
     pub fn next_batch(&mut self) -> Result<Batch, DataError> {
-        if let Some(batch) = self.receiver.as_ref().and_then(|r| r.recv().ok()) {
-            return Ok(batch);
+        match self.receiver.as_ref().and_then(|r| r.recv().ok()) {
+            Some(Ok(batch)) => return Ok(batch),
+            Some(Err(error)) => {
+                self.receiver = None;
+                return Err(error);
+            }
+            None => {}
         }
         self.receiver = None;
         let reason = match self.worker.take().map(JoinHandle::join) {
@@ -141,8 +149,8 @@ impl Drop for BatchLoader {
 mod tests {
     use super::*;
 
-    fn empty_batch(epoch: u64, index: usize) -> Batch {
-        Batch { epoch, index, ids: vec![index], y: Vec::new(), uv: Vec::new() }
+    fn empty_batch(epoch: u64, index: usize) -> Result<Batch, DataError> {
+        Ok(Batch { epoch, index, ids: vec![index], y: Vec::new(), uv: Vec::new() })
     }
 
     #[test]
@@ -159,6 +167,21 @@ mod tests {
         let err = loader.next_batch().unwrap_err().to_string();
         assert!(err.contains("stopped") && err.contains("shard 7 is unreadable"), "{err}");
         assert!(loader.next_batch().is_err(), "and stays stopped");
+    }
+
+    #[test]
+    fn a_batch_that_cannot_be_made_is_the_consumers_error() {
+        let mut loader = BatchLoader::from_fn(4, 0, 0, |epoch, index| {
+            if index == 1 {
+                return Err(DataError::NoSuchImage { path: "c".into(), index: 9, len: 3 });
+            }
+            empty_batch(epoch, index)
+        })
+        .unwrap();
+        assert_eq!(loader.next_batch().unwrap().index, 0);
+        let err = loader.next_batch().unwrap_err().to_string();
+        assert!(err.contains("no image 9"), "{err}");
+        assert!(loader.next_batch().is_err(), "and the stream ends");
     }
 
     #[test]

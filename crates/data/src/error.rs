@@ -21,6 +21,8 @@ pub enum DataError {
         .path.display(), .root.display()
     )]
     ListingChanged { path: PathBuf, root: PathBuf, then: usize, now: usize },
+    #[error("the cache in {} holds {len} images; there is no image {index}", .path.display())]
+    NoSuchImage { path: PathBuf, index: usize, len: usize },
     #[error("batches: {0}")]
     Loader(String),
     #[error("{} already holds an unfinished cache; pass --resume to continue it, or choose another --out", .0.display())]

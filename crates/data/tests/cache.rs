@@ -74,10 +74,10 @@ fn solid_colours_are_cached_with_the_exact_formulas() {
     let mut checked = 0;
     for (i, colour) in [[200u8, 30, 40], [20, 160, 220], [250, 250, 10]].iter().enumerate() {
         let name = format!("class-a/solid{i}.png");
-        let index = (0..cache.len()).find(|&j| cache.record(j).path == name).expect("solid image cached");
-        let record = cache.record(index);
+        let index = (0..cache.len()).find(|&j| cache.record(j).unwrap().path == name).expect("solid image cached");
+        let record = cache.record(index).unwrap();
         assert_eq!((record.width, record.height), (24, 20));
-        let image = cache.get(index);
+        let image = cache.get(index).unwrap();
         let [y, u, v] = reference_yuv(*colour);
         assert!(image.y.iter().all(|&p| p == y), "{name}: Y");
         assert!(image.uv[..256].iter().all(|&p| p == u), "{name}: U");
@@ -264,18 +264,18 @@ fn cmyk_16_bit_and_rotated_files_decode_to_the_right_rgb() {
     let cfg = config(&src, &dir.join("cache"), 16);
     write_cache(&cfg, false, &AtomicBool::new(false), &quiet).unwrap();
     let cache = UvCache::open(&dir.join("cache")).unwrap();
-    let find = |name: &str| (0..cache.len()).find(|&i| cache.record(i).path == name).unwrap();
+    let find = |name: &str| (0..cache.len()).find(|&i| cache.record(i).unwrap().path == name).unwrap();
 
-    let cmyk = cache.get(find("cmyk.jpg"));
+    let cmyk = cache.get(find("cmyk.jpg")).unwrap();
     let [y, u, v] = reference_yuv([230, 120, 30]);
     let close = |got: u8, want: u8| got.abs_diff(want) <= 4;
     assert!(close(cmyk.y[100], y) && close(cmyk.uv[100], u) && close(cmyk.uv[356], v), "CMYK decoded wrongly");
 
-    let deep = cache.get(find("deep.png"));
+    let deep = cache.get(find("deep.png")).unwrap();
     let [y, u, v] = reference_yuv([10, 200, 128]);
     assert_eq!((deep.y[0], deep.uv[0], deep.uv[256]), (y, u, v));
 
-    let rotated = cache.record(find("rotated.jpg"));
+    let rotated = cache.record(find("rotated.jpg")).unwrap();
     assert_eq!((rotated.width, rotated.height), (20, 40), "EXIF orientation applied");
 }
 
@@ -321,8 +321,8 @@ fn batches_are_reproducible_from_seed_and_epoch_and_resume_mid_epoch() {
     assert_ne!(first[0].ids, first[2].ids[..], "epochs are shuffled differently");
     // The batch holds the cached planes of its ids.
     let b = &first[0];
-    assert_eq!(&b.y[256..512], cache.get(b.ids[1]).y);
-    assert_eq!(&b.uv[512..1024], cache.get(b.ids[1]).uv);
+    assert_eq!(&b.y[256..512], cache.get(b.ids[1]).unwrap().y);
+    assert_eq!(&b.uv[512..1024], cache.get(b.ids[1]).unwrap().uv);
 
     let mut loader = BatchLoader::start(cache.clone(), 5, 4, 1, 1).unwrap();
     let resumed: Vec<_> = (0..3).map(|_| loader.next_batch().unwrap()).collect();
@@ -345,7 +345,7 @@ fn squash_keeps_the_whole_picture() {
     cfg.crop = CropPolicy::Squash;
     write_cache(&cfg, false, &AtomicBool::new(false), &quiet).unwrap();
     let cache = UvCache::open(&dir.join("cache")).unwrap();
-    let image = cache.get(0);
+    let image = cache.get(0).unwrap();
     assert_eq!(image.y[16 * 8], reference_yuv([255, 0, 0])[0]);
     assert_eq!(image.y[16 * 8 + 15], reference_yuv([0, 0, 255])[0]);
 }

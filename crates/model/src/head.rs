@@ -7,9 +7,10 @@ use crate::kernels::first_conv::first_conv;
 use crate::trunk::HYPERCOLUMN_CHANNELS;
 use crate::weights::tensor_shape;
 use crate::{HeadConfig, HeadOutput, ModelError};
-use candle_core::{Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor, Var};
 use candle_nn::{init, VarBuilder, VarMap};
 use colorize_core::Rng;
+use std::collections::HashMap;
 use std::path::Path;
 
 /// conv1 (451→c1, k1) + ReLU → a; conv2 (c1→c2, k2) + ReLU → b;
@@ -100,7 +101,7 @@ impl HypercolumnHead {
     /// Kaiming-uniform with a = √5). Variables are visited by name, so the
     /// result does not depend on the map's order.
     pub fn reinitialise(&self, varmap: &VarMap, seed: u64) -> Result<()> {
-        let vars = varmap.data().lock().expect("the head's variables are not poisoned");
+        let vars = head_variables(varmap)?;
         let mut names: Vec<&String> = vars.keys().filter(|n| HypercolumnHead::is_trained(n)).collect();
         names.sort();
         let mut rng = Rng::new(seed);
@@ -162,7 +163,7 @@ impl HypercolumnHead {
 
     /// The loss's per-bin rebalancing weights (ones until measured).
     pub fn bin_weights(&self, varmap: &VarMap) -> Result<Vec<f32>> {
-        let vars = varmap.data().lock().expect("the head's variables are not poisoned");
+        let vars = head_variables(varmap)?;
         match vars.get(BIN_WEIGHTS_KEY) {
             Some(var) => var.as_tensor().to_vec1(),
             None => candle_core::bail!("the head predicts (U, V), not colour bins"),
@@ -214,7 +215,7 @@ impl HypercolumnHead {
         let chroma_smoothing = chroma_smoothing_in(&saved, path)?;
         let temperature = temperature_in(&saved, path)?;
         let undo_rebalance = undo_rebalance_in(&saved, path)?;
-        let vars = varmap.data().lock().expect("the head's variables are not poisoned");
+        let vars = head_variables(varmap)?;
         for (name, var) in vars.iter() {
             let value = match saved.get(name) {
                 Some(t) => t.to_dtype(var.dtype())?.to_device(var.device())?,
@@ -292,8 +293,17 @@ impl HypercolumnHead {
     }
 }
 
+/// The head's variables, locked. A lock poisoned by a thread that
+/// panicked while holding it is an error, not a second panic.
+pub fn head_variables(varmap: &VarMap) -> Result<std::sync::MutexGuard<'_, HashMap<String, Var>>> {
+    varmap
+        .data()
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("the head's variables are poisoned (a thread panicked)".into()))
+}
+
 fn set_var(varmap: &VarMap, name: &str, values: Vec<f32>) -> Result<()> {
-    let vars = varmap.data().lock().expect("the head's variables are not poisoned");
+    let vars = head_variables(varmap)?;
     let var = vars.get(name).ok_or_else(|| candle_core::Error::Msg(format!("the head has no variable {name}")))?;
     var.set(&Tensor::from_vec(values, var.shape(), var.device())?)
 }

@@ -6,8 +6,9 @@ use crate::provenance::HeadProvenance;
 use crate::smoothing::smooth_chroma;
 use crate::trunk::{normalise_gray, Taps, Vgg16Trunk};
 use crate::{HeadConfig, ModelError};
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 pub struct Colorizer {
@@ -112,12 +113,17 @@ impl Colorizer {
             trunk_fingerprint: Some(identity.fingerprint.clone()),
             input_side: self.input_side,
         };
-        let vars = self.varmap.data().lock().map_err(|_| bad("the head's variables are poisoned".into()))?;
-        let tensors: Vec<(String, Tensor)> = vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
-        drop(vars);
+        let tensors: Vec<(String, Tensor)> =
+            self.head_variables()?.into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect();
         safetensors::tensor::serialize_to_file(tensors, Some(provenance.to_metadata()), &tmp)
             .map_err(|e| bad(format!("cannot write: {e}")))?;
         std::fs::rename(&tmp, path).map_err(|e| bad(e.to_string()))
+    }
+
+    /// The head's variables by name (shared with the model: an update to
+    /// one is an update to the model).
+    pub fn head_variables(&self) -> Result<HashMap<String, Var>, ModelError> {
+        Ok(crate::head::head_variables(&self.varmap)?.clone())
     }
 
     pub fn varmap(&self) -> &VarMap {

@@ -125,9 +125,8 @@ pub struct BinObjective {
 pub fn bin_frequencies(cache: &UvCache, bins: &ColourBins, encoding: &SoftEncoding, sigma: f64) -> Vec<f64> {
     let mut counts = vec![0u64; bins.len()];
     let area = (cache.side().get() as usize).pow(2);
-    for i in 0..cache.len() {
-        let uv = cache.get(i).uv;
-        let (u, v) = uv.split_at(area);
+    for image in cache.images() {
+        let (u, v) = image.uv.split_at(area);
         for (&u, &v) in u.iter().zip(v) {
             counts[encoding.nearest(u, v)] += 1;
         }

@@ -373,8 +373,8 @@ impl Experiment {
     }
 
     /// The resolved config as TOML (what a run folder keeps).
-    pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).expect("an experiment serialises to TOML")
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string_pretty(self)
     }
 }
 
@@ -409,7 +409,7 @@ mod tests {
         assert_eq!(e.train.schedule.factor, 0.5);
         assert_eq!(e.train.schedule.every_epochs, 300);
         assert_eq!(e.train.loss, Loss::Bce);
-        let again = Experiment::parse(&e.to_toml(), "x", Path::new("/elsewhere")).unwrap();
+        let again = Experiment::parse(&e.to_toml().unwrap(), "x", Path::new("/elsewhere")).unwrap();
         assert_eq!(again.data, e.data, "absolute paths survive a round trip");
         assert_eq!(again.train, e.train);
     }
@@ -484,7 +484,7 @@ qssim_weight = -1
         let e = Experiment::parse(&text, "x", Path::new("/")).unwrap();
         assert_eq!(e.model.head.output, HeadOutput::Bins);
         assert_eq!(e.train.bins.rebalance, 0.5);
-        let again = Experiment::parse(&e.to_toml(), "x", Path::new("/")).unwrap();
+        let again = Experiment::parse(&e.to_toml().unwrap(), "x", Path::new("/")).unwrap();
         assert_eq!(again.model.head, e.model.head, "the resolved config round-trips");
         assert_eq!(Experiment::parse(MINIMAL, "x", Path::new("/")).unwrap().model.head.output, HeadOutput::Uv);
         let text = format!("{MINIMAL}[model.head]\noutput = \"bins\"\n");

@@ -117,7 +117,7 @@ fn the_bins_loss_falls_on_four_images() {
     let area = 32 * 32;
     let mut floor = 0.0;
     for i in 0..cache.len() {
-        let (u, v) = cache.get(i).uv.split_at(area);
+        let (u, v) = cache.get(i).unwrap().uv.split_at(area);
         for (&u, &v) in u.iter().zip(v) {
             floor -= encoding.encode(u, v).iter().map(|&(_, z)| f64::from(z) * f64::from(z).ln()).sum::<f64>();
         }
@@ -190,7 +190,7 @@ fn loss_falls(name: &str, sampled_pixels: Option<usize>) {
     let cache = colorize_data::UvCache::open(&e.data.cache).unwrap();
     let mut floor = 0.0;
     for i in 0..cache.len() {
-        for &t in cache.get(i).uv {
+        for &t in cache.get(i).unwrap().uv {
             let t = f64::from(t) / 255.0;
             let h = |p: f64| if p > 0.0 { -p * p.ln() } else { 0.0 };
             floor += h(t) + h(1.0 - t);
@@ -380,7 +380,7 @@ fn a_non_finite_head_is_never_checkpointed() {
 fn the_config_fingerprint_ignores_run_length_and_cadence() {
     let dir = tempdir("fingerprint");
     let base = experiment(&dir, "");
-    let hash = colorize_train::config_hash;
+    let hash = |e: &Experiment| colorize_train::config_hash(e).unwrap();
     let mut longer = base.clone();
     longer.train.max_steps = Some(400);
     longer.train.log_every = 7;

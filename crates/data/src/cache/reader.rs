@@ -82,23 +82,32 @@ impl UvCache {
         &self.manifest
     }
 
-    pub fn record(&self, i: usize) -> &ImageRecord {
-        &self.manifest.images[i]
+    /// What the manifest records of image `i`.
+    pub fn record(&self, i: usize) -> Result<&ImageRecord, DataError> {
+        self.manifest.images.get(i).ok_or_else(|| self.no_such_image(i))
     }
 
     /// Image `i`, 0 <= i < len().
-    ///
-    /// # Panics
-    /// When `i` is out of range.
-    pub fn get(&self, i: usize) -> CachedImage<'_> {
-        assert!(i < self.len(), "image {i} out of range (cache holds {})", self.len());
+    pub fn get(&self, i: usize) -> Result<CachedImage<'_>, DataError> {
+        if i >= self.len() {
+            return Err(self.no_such_image(i));
+        }
         let k = self.starts.partition_point(|&start| start <= i) - 1;
         let j = i - self.starts[k];
         let shard = &self.shards[k];
         let area = self.side().area();
         let y = &shard.map[shard.y.clone()];
         let uv = &shard.map[shard.uv.clone()];
-        CachedImage { y: &y[j * area..(j + 1) * area], uv: &uv[2 * j * area..2 * (j + 1) * area] }
+        Ok(CachedImage { y: &y[j * area..(j + 1) * area], uv: &uv[2 * j * area..2 * (j + 1) * area] })
+    }
+
+    /// Every image, in order.
+    pub fn images(&self) -> impl Iterator<Item = CachedImage<'_>> {
+        (0..self.len()).filter_map(|i| self.get(i).ok())
+    }
+
+    fn no_such_image(&self, index: usize) -> DataError {
+        DataError::NoSuchImage { path: self.dir.clone(), index, len: self.len() }
     }
 }
 
