@@ -44,6 +44,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         None => println!("2/4 colorize: skipped: the project has no embedded colorizer yet\n3/4 score: skipped"),
         Some(head) => {
             let colorizer = model::load_colorizer(&args.model, Some(&head))?;
+            // tidy: a constant.
             let side = Side::new(colorize_model::weights::EMBEDDED_HEAD_SIDE).expect("a valid side");
             println!(
                 "2/4 colorize: the gray of each photo, with the embedded colorizer ({}, chroma smoothing σ {} px) -> {}",

@@ -62,6 +62,7 @@ fn run(flags: flags::Xtask) -> Result<()> {
 
 /// The workspace root: configs' relative paths are relative to it.
 pub fn project_root() -> PathBuf {
+    // tidy: a compile-time path with a parent.
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace root").to_path_buf()
 }
 

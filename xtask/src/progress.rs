@@ -5,6 +5,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub fn bar(total: u64, unit: &str) -> ProgressBar {
     let bar = ProgressBar::new(total);
     let template = format!("{{bar:40}} {{pos}}/{{len}} {unit} {{per_sec}} ETA {{eta}} {{msg}}");
+    // tidy: the template is built from constants.
     bar.set_style(ProgressStyle::with_template(&template).expect("valid progress template"));
     bar
 }

@@ -38,6 +38,7 @@ impl Rng {
 
     /// A uniform integer in `0..n` (unbiased, by rejection). `n` > 0.
     pub fn below(&mut self, n: u64) -> u64 {
+        // tidy: a caller's contract (every caller draws from a non-empty range).
         assert!(n > 0, "below(0) has no value");
         let zone = u64::MAX - (u64::MAX % n);
         loop {

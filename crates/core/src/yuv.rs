@@ -89,8 +89,8 @@ pub fn yuv_to_rgb8_keep_luma(y: f32, u: f32, v: f32) -> [u8; 3] {
 /// When the lengths disagree (a programming error, not user input).
 pub fn rgb_to_planes(rgb: &[u8], y: &mut [u8], uv: &mut [u8]) {
     let n = y.len();
-    assert_eq!(rgb.len(), 3 * n, "rgb must hold 3 bytes per luma sample");
-    assert_eq!(uv.len(), 2 * n, "uv must hold 2 planes of the luma's size");
+    // tidy: the planes are sized by the caller from one picture's size.
+    assert!(rgb.len() == 3 * n && uv.len() == 2 * n, "rgb, y and uv must hold 3n, n and 2n bytes");
     let (u, v) = uv.split_at_mut(n);
     for (i, px) in rgb.chunks_exact(3).enumerate() {
         let [py, pu, pv] = rgb_to_yuv8([px[0], px[1], px[2]]);
@@ -103,6 +103,7 @@ pub fn rgb_to_planes(rgb: &[u8], y: &mut [u8], uv: &mut [u8]) {
 /// Recombines a Y plane and predicted U, V planes (0..255 scale) into
 /// interleaved RGB bytes, keeping the luminance (`yuv_to_rgb8_keep_luma`).
 pub fn planes_to_rgb(y: &[u8], u: &[f32], v: &[f32]) -> Vec<u8> {
+    // tidy: the planes are sized by the caller from one picture's size.
     assert!(y.len() == u.len() && y.len() == v.len(), "planes must match");
     let mut rgb = Vec::with_capacity(3 * y.len());
     for ((&y, &u), &v) in y.iter().zip(u).zip(v) {

@@ -1,6 +1,7 @@
 //! The preprocessing settings: the `[data]` table of an experiment config.
 
 use crate::source::SourceLayout;
+use crate::DataError;
 use colorize_core::Side;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -62,6 +63,7 @@ fn default_split() -> String {
     "Training_01".into()
 }
 fn default_size() -> Side {
+    // tidy: a constant.
     Side::new(224).expect("224 is a valid side")
 }
 fn default_seed() -> u64 {
@@ -113,15 +115,18 @@ impl PreprocessConfig {
 
     /// The settings that decide the cache's bytes, as canonical JSON. The
     /// output folder is not among them: a cache can be moved.
-    pub fn content_key(&self) -> String {
-        let mut value = serde_json::to_value(self).expect("config serialises");
+    /// (A path that is not UTF-8 has no JSON form: an error.)
+    pub fn content_key(&self) -> Result<String, DataError> {
+        let mut value = serde_json::to_value(self).map_err(|e| {
+            DataError::InvalidConfig(format!("the config has no JSON form ({e}): are its paths UTF-8?"))
+        })?;
         if let Some(map) = value.as_object_mut() {
             map.remove("cache");
         }
-        value.to_string()
+        Ok(value.to_string())
     }
 
-    pub fn hash(&self) -> String {
-        colorize_core::fingerprint(self.content_key().as_bytes())
+    pub fn hash(&self) -> Result<String, DataError> {
+        Ok(colorize_core::fingerprint(self.content_key()?.as_bytes()))
     }
 }

@@ -30,7 +30,8 @@ pub fn predict_uv(model: &Colorizer, gray: &GrayImage, side: Side) -> Result<[Ve
     let (w, h) = gray.dimensions();
     let mut out = [Vec::new(), Vec::new()];
     for (plane, dst) in planes.into_iter().zip(&mut out) {
-        let small = ImageBuffer::<Luma<f32>, _>::from_raw(s, s, plane).expect("a plane of S x S values");
+        let small = ImageBuffer::<Luma<f32>, _>::from_raw(s, s, plane)
+            .ok_or_else(|| candle_core::Error::Msg(format!("a predicted plane is not {s} x {s}")))?;
         *dst = imageops::resize(&small, w, h, FilterType::Triangle).into_raw().into_iter().map(|x| x * 255.0).collect();
     }
     Ok(out)
@@ -41,7 +42,9 @@ pub fn colorize_image(model: &Colorizer, image: &RgbImage, side: Side) -> Result
     let gray = luma(image);
     let [u, v] = predict_uv(model, &gray, side)?;
     let rgb = yuv::planes_to_rgb(gray.as_raw(), &u, &v);
-    Ok(RgbImage::from_raw(image.width(), image.height(), rgb).expect("3 bytes per pixel"))
+    let (w, h) = image.dimensions();
+    Ok(RgbImage::from_raw(w, h, rgb)
+        .ok_or_else(|| candle_core::Error::Msg(format!("the colorized picture is not {w} x {h}")))?)
 }
 /// gray | colorized | truth side by side, at the truth's size: how demos,
 /// validation previews and reports show a colouring.

@@ -146,7 +146,11 @@ impl Colorizer {
         Ok(Tensor::from_slice(y, (n, 1, h, w), &self.device)?.to_dtype(DType::F32)?)
     }
 
-    /// The frozen features: y [n, 1, h, w] (0..255) -> [n, 451, h, w].
+    /// The frozen features as one dense tensor: y [n, 1, h, w] (0..255) ->
+    /// [n, 451, h, w]. The pipeline runs on the parts (below); this and
+    /// `logits` are the paper's dense formulation, the reference the
+    /// parts and the windows are tested against, and the features for
+    /// anyone who wants the hypercolumn itself.
     pub fn hypercolumn(&self, y: &Tensor) -> Result<Tensor, ModelError> {
         Ok(self.hypercolumn_parts(y)?.dense()?)
     }
@@ -177,7 +181,8 @@ impl Colorizer {
         Ok(hypercolumn_patches(&x, &taps, self.head.standardisation(), pixels, r)?)
     }
 
-    /// The head's logits for a hypercolumn: [n, outputs, h, w].
+    /// The head's logits for a dense hypercolumn: [n, outputs, h, w] (the
+    /// reference for `predict`'s path through the parts).
     pub fn logits(&self, hypercolumn: &Tensor) -> Result<Tensor, ModelError> {
         Ok(self.head.forward(hypercolumn)?)
     }

@@ -46,6 +46,7 @@ impl HeadProvenance {
 
     /// As safetensors metadata.
     pub(crate) fn to_metadata(&self) -> HashMap<String, String> {
+        // tidy: strings and a number, which always have a JSON form.
         let text = serde_json::to_string(self).expect("provenance serialises");
         HashMap::from([(KEY.to_string(), text)])
     }

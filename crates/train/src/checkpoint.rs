@@ -87,7 +87,7 @@ pub fn write(
     model.save_head(&tmp.join(HEAD_FILE)).map_err(|e| bad(&tmp, e))?;
     let momentum: HashMap<String, Tensor> = optimizer.state().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     candle_core::safetensors::save(&momentum, tmp.join(OPTIMIZER_FILE)).map_err(|e| bad(&tmp, e))?;
-    let json = serde_json::to_string_pretty(state).expect("state serialises");
+    let json = serde_json::to_string_pretty(state).map_err(|e| bad(&tmp, e))?;
     std::fs::write(tmp.join(STATE_FILE), json).map_err(io(&tmp))?;
     // Durable before visible: the files and their folder reach the disk
     // before the rename makes the checkpoint count (a power loss then

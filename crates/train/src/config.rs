@@ -13,6 +13,7 @@
 //! by `validate` with the key's name and its line.
 
 use crate::bin_loss::BinLossConfig;
+use colorize_core::Side;
 use colorize_data::{PreprocessConfig, SourceLayout};
 use colorize_eval::Metric;
 use colorize_model::{HeadOutput, ModelConfig};
@@ -203,6 +204,7 @@ fn d_images() -> usize {
 
 impl Default for TrainConfig {
     fn default() -> Self {
+        // tidy: checked by every test that parses a config.
         toml::from_str("").expect("every train key has a default")
     }
 }
@@ -216,6 +218,104 @@ impl Default for SgdConfig {
 impl Default for ScheduleConfig {
     fn default() -> Self {
         ScheduleConfig { factor: d_factor(), every_epochs: d_every_epochs(), every_steps: None }
+    }
+}
+
+type InvalidKey = Option<(&'static str, String)>;
+
+fn out_of_range(key: &'static str, message: String) -> InvalidKey {
+    Some((key, message))
+}
+
+impl TrainConfig {
+    /// The first `train.*` key out of range (the QSSIM term's checks need
+    /// the pictures' side).
+    fn invalid_key(&self, side: Side) -> InvalidKey {
+        self.invalid_count_or_rate()
+            .or_else(|| self.invalid_optimizer())
+            .or_else(|| self.invalid_sampling(side))
+            .or_else(|| self.bins.validate().err())
+            .or_else(|| self.invalid_qssim_term(side))
+    }
+
+    fn invalid_count_or_rate(&self) -> InvalidKey {
+        let positive = [
+            ("train.batch_size", self.batch_size as f64),
+            ("train.epochs", self.epochs as f64),
+            ("train.log_every", self.log_every as f64),
+            ("train.checkpoint_every", self.checkpoint_every as f64),
+            ("train.optimizer.lr", self.optimizer.lr),
+            ("train.schedule.every_epochs", self.schedule.every_epochs as f64),
+        ];
+        for (key, value) in positive {
+            if !(value > 0.0 && value.is_finite()) {
+                return out_of_range(key, format!("{value} is out of range: must be positive"));
+            }
+        }
+        if self.max_steps == Some(0) {
+            return out_of_range("train.max_steps", "0 is out of range: must be positive".into());
+        }
+        if self.schedule.every_steps == Some(0) {
+            return out_of_range("train.schedule.every_steps", "0 is out of range: must be positive".into());
+        }
+        if self.keep_last == 0 {
+            return out_of_range("train.keep_last", "0 is out of range: keep at least the last checkpoint".into());
+        }
+        None
+    }
+
+    fn invalid_optimizer(&self) -> InvalidKey {
+        let (momentum, decay, factor) = (self.optimizer.momentum, self.optimizer.weight_decay, self.schedule.factor);
+        if !(0.0..1.0).contains(&momentum) {
+            return out_of_range("train.optimizer.momentum", format!("{momentum} is out of range: 0 <= momentum < 1"));
+        }
+        if !(decay >= 0.0 && decay.is_finite()) {
+            return out_of_range("train.optimizer.weight_decay", format!("{decay} is out of range: must be >= 0"));
+        }
+        if !(factor > 0.0 && factor <= 1.0) {
+            return out_of_range("train.schedule.factor", format!("{factor} is out of range: 0 < factor <= 1"));
+        }
+        None
+    }
+
+    fn invalid_sampling(&self, side: Side) -> InvalidKey {
+        let p = self.sampled_pixels?;
+        let area = side.area();
+        (p == 0 || p > area)
+            .then(|| ("train.sampled_pixels", format!("{p} is out of range: 1 to the image's {area} pixels")))
+    }
+
+    fn invalid_qssim_term(&self, side: Side) -> InvalidKey {
+        let (key, weight) = ("train.qssim_weight", self.qssim_weight);
+        if !(weight >= 0.0 && weight.is_finite()) {
+            return out_of_range(key, format!("{weight} is out of range: must be >= 0"));
+        }
+        if weight == 0.0 {
+            return None;
+        }
+        if self.loss == Loss::Bins {
+            return out_of_range(key, "the QSSIM term needs (U, V) outputs, not train.loss = \"bins\"".into());
+        }
+        if self.sampled_pixels.is_some() {
+            return out_of_range(key, "QSSIM needs whole pictures: remove train.sampled_pixels to use it".into());
+        }
+        if side.get() >= 384 {
+            let why = "QSSIM's downsampling is not in the loss";
+            return out_of_range(key, format!("needs data.size below 384 ({why}), not {side}"));
+        }
+        None
+    }
+}
+
+impl ValidationConfig {
+    fn invalid_key(&self) -> InvalidKey {
+        if self.every == 0 {
+            return out_of_range("validation.every", "0 is out of range: must be positive".into());
+        }
+        if self.metrics.is_empty() {
+            return out_of_range("validation.metrics", "name at least one measure".into());
+        }
+        None
     }
 }
 
@@ -265,6 +365,7 @@ impl Experiment {
     }
 
     /// Range checks; the error names the key (`table.key`).
+    /// The first key whose value is out of range, with why.
     fn validate(&self) -> Result<(), (String, String)> {
         let bad = |key: &str, message: String| Err((key.to_string(), message));
         if let Some((key, message)) = self.data.invalid_key() {
@@ -277,81 +378,11 @@ impl Experiment {
                 None => bad("model.head", message),
             };
         }
-        let t = &self.train;
-        let positive = [
-            ("train.batch_size", t.batch_size as f64),
-            ("train.epochs", t.epochs as f64),
-            ("train.log_every", t.log_every as f64),
-            ("train.checkpoint_every", t.checkpoint_every as f64),
-            ("train.optimizer.lr", t.optimizer.lr),
-            ("train.schedule.every_epochs", t.schedule.every_epochs as f64),
-        ];
-        for (key, value) in positive {
-            if !(value > 0.0 && value.is_finite()) {
-                return bad(key, format!("{value} is out of range: must be positive"));
-            }
-        }
-        if let Some(p) = t.sampled_pixels {
-            let area = self.data.size.area();
-            if p == 0 || p > area {
-                return bad("train.sampled_pixels", format!("{p} is out of range: 1 to the image's {area} pixels"));
-            }
-        }
-        if let Err((key, message)) = t.bins.validate() {
+        if let Some((key, message)) = self.train.invalid_key(self.data.size) {
             return bad(key, message);
         }
-        if t.loss == Loss::Bins && t.qssim_weight > 0.0 {
-            return bad("train.qssim_weight", "the QSSIM term needs (U, V) outputs, not train.loss = \"bins\"".into());
-        }
-        if !(t.qssim_weight >= 0.0 && t.qssim_weight.is_finite()) {
-            return bad("train.qssim_weight", format!("{} is out of range: must be >= 0", t.qssim_weight));
-        }
-        if t.qssim_weight > 0.0 {
-            if t.sampled_pixels.is_some() {
-                return bad(
-                    "train.qssim_weight",
-                    "QSSIM needs whole pictures: remove train.sampled_pixels to use it".into(),
-                );
-            }
-            if self.data.size.get() >= 384 {
-                return bad(
-                    "train.qssim_weight",
-                    format!(
-                        "needs data.size below 384 (QSSIM's downsampling is not in the loss), not {}",
-                        self.data.size
-                    ),
-                );
-            }
-        }
-        if t.max_steps == Some(0) || t.schedule.every_steps == Some(0) {
-            let key = if t.max_steps == Some(0) { "train.max_steps" } else { "train.schedule.every_steps" };
-            return bad(key, "0 is out of range: must be positive".into());
-        }
-        if !(0.0..1.0).contains(&t.optimizer.momentum) {
-            return bad(
-                "train.optimizer.momentum",
-                format!("{} is out of range: 0 <= momentum < 1", t.optimizer.momentum),
-            );
-        }
-        if !(t.optimizer.weight_decay >= 0.0 && t.optimizer.weight_decay.is_finite()) {
-            return bad(
-                "train.optimizer.weight_decay",
-                format!("{} is out of range: must be >= 0", t.optimizer.weight_decay),
-            );
-        }
-        if !(t.schedule.factor > 0.0 && t.schedule.factor <= 1.0) {
-            return bad("train.schedule.factor", format!("{} is out of range: 0 < factor <= 1", t.schedule.factor));
-        }
-        if t.keep_last == 0 {
-            return bad("train.keep_last", "0 is out of range: keep at least the last checkpoint".into());
-        }
-        if let Some(v) = &self.validation {
-            if v.every == 0 {
-                return bad("validation.every", "0 is out of range: must be positive".into());
-            }
-            if v.metrics.is_empty() {
-                return bad("validation.metrics", "name at least one measure".into());
-            }
+        if let Some((key, message)) = self.validation.as_ref().and_then(ValidationConfig::invalid_key) {
+            return bad(key, message);
         }
         Ok(())
     }
@@ -378,17 +409,19 @@ impl Experiment {
     }
 }
 
-/// The line (1-based) where `table.key` is set in the text, if it is.
+/// The line (1-based) where the dotted key `table.key` is set in the text,
+/// if it is: found in toml's own parse, so keys set as dotted keys or in
+/// inline tables are found too.
 fn line_of(text: &str, dotted: &str) -> Option<usize> {
-    let (table, key) = dotted.rsplit_once('.')?;
-    let mut current = String::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            current = header.trim().to_string();
-        } else if current == table && line.split('=').next().map(str::trim) == Some(key) {
-            return Some(i + 1);
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let mut table = root.get_ref();
+    let mut keys = dotted.split('.').peekable();
+    while let Some(key) = keys.next() {
+        let (name, value) = table.iter().find(|(name, _)| name.get_ref().as_ref() == key)?;
+        if keys.peek().is_none() {
+            return Some(text[..name.span().start].matches('\n').count() + 1);
         }
+        table = value.get_ref().as_table()?;
     }
     None
 }
@@ -441,6 +474,13 @@ mod tests {
         let text = format!("{MINIMAL}[model.head]\nchroma_smoothing = -2.0\n");
         let err = Experiment::parse(&text, "x", Path::new("/")).unwrap_err();
         assert!(err.starts_with("model.head.chroma_smoothing (line 5): -2: must be 0"), "{err}");
+        // Dotted keys and inline tables are found too.
+        let text = format!("{MINIMAL}[model]\nhead.chroma_smoothing = -2.0\n");
+        let err = Experiment::parse(&text, "x", Path::new("/")).unwrap_err();
+        assert!(err.starts_with("model.head.chroma_smoothing (line 5)"), "{err}");
+        let text = format!("{MINIMAL}[train]\nbatch_size = 2\noptimizer = {{ lr = 0.1,\n  momentum = 1.5 }}\n");
+        let err = Experiment::parse(&text, "x", Path::new("/")).unwrap_err();
+        assert!(err.starts_with("train.optimizer.momentum (line 7)"), "{err}");
     }
 
     #[test]

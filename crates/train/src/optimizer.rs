@@ -13,14 +13,17 @@ use crate::config::SgdConfig;
 use candle_core::{Result, Tensor, Var};
 use std::collections::{BTreeMap, HashMap};
 
+/// The optimizer's own terms; the learning rate is the schedule's, given
+/// to every `step`.
 pub struct Sgd {
-    config: SgdConfig,
-    momentum: BTreeMap<String, Tensor>,
+    momentum: f64,
+    weight_decay: f64,
+    buffers: BTreeMap<String, Tensor>,
 }
 
 impl Sgd {
-    pub fn new(config: SgdConfig) -> Sgd {
-        Sgd { config, momentum: BTreeMap::new() }
+    pub fn new(config: &SgdConfig) -> Sgd {
+        Sgd { momentum: config.momentum, weight_decay: config.weight_decay, buffers: BTreeMap::new() }
     }
 
     /// One update of every variable that has a gradient, at `lr`.
@@ -34,15 +37,15 @@ impl Sgd {
             // graph would keep every earlier step's tensors alive.
             let weights = var.as_tensor().detach();
             let mut g = grad.detach();
-            if self.config.weight_decay != 0.0 {
-                g = (g + (&weights * self.config.weight_decay)?)?;
+            if self.weight_decay != 0.0 {
+                g = (g + (&weights * self.weight_decay)?)?;
             }
-            if self.config.momentum != 0.0 {
-                g = match self.momentum.get(name) {
-                    Some(buffer) => ((buffer * self.config.momentum)? + g)?,
+            if self.momentum != 0.0 {
+                g = match self.buffers.get(name) {
+                    Some(buffer) => ((buffer * self.momentum)? + g)?,
                     None => g,
                 };
-                self.momentum.insert(name.clone(), g.clone());
+                self.buffers.insert(name.clone(), g.clone());
             }
             var.set(&(weights - (g * lr)?)?)?;
         }
@@ -51,11 +54,11 @@ impl Sgd {
 
     /// The momentum buffers, by variable name (for checkpoints).
     pub fn state(&self) -> &BTreeMap<String, Tensor> {
-        &self.momentum
+        &self.buffers
     }
 
     pub fn load_state(&mut self, state: BTreeMap<String, Tensor>) {
-        self.momentum = state;
+        self.buffers = state;
     }
 }
 
@@ -72,7 +75,7 @@ mod tests {
         let var = Var::new(&[1.0f64], &Device::Cpu).unwrap();
         let vars: HashMap<String, Var> = [("w".to_string(), var.clone())].into();
         let grads: HashMap<String, Tensor> = [("w".to_string(), Tensor::new(&[0.5f64], &Device::Cpu).unwrap())].into();
-        let mut sgd = Sgd::new(SgdConfig { lr: 0.1, weight_decay: 0.1, momentum: 0.9 });
+        let mut sgd = Sgd::new(&SgdConfig { lr: 0.1, weight_decay: 0.1, momentum: 0.9 });
         sgd.step(&vars, &grads, 0.1).unwrap();
         let w: Vec<f64> = var.as_tensor().to_vec1().unwrap();
         assert!((w[0] - 0.94).abs() < 1e-12, "{w:?}");
@@ -88,7 +91,7 @@ mod tests {
         let var = Var::new(&[2.0f64], &Device::Cpu).unwrap();
         let vars: HashMap<String, Var> = [("w".to_string(), var.clone())].into();
         let grads: HashMap<String, Tensor> = [("w".to_string(), Tensor::new(&[1.0f64], &Device::Cpu).unwrap())].into();
-        let mut sgd = Sgd::new(SgdConfig { lr: 0.5, weight_decay: 0.0, momentum: 0.0 });
+        let mut sgd = Sgd::new(&SgdConfig { lr: 0.5, weight_decay: 0.0, momentum: 0.0 });
         sgd.step(&vars, &grads, 0.5).unwrap();
         assert_eq!(var.as_tensor().to_vec1::<f64>().unwrap(), [1.5]);
         assert!(sgd.state().is_empty());

@@ -349,7 +349,7 @@ fn a_non_finite_head_is_never_checkpointed() {
     let dir = tempdir("finite");
     let head = HeadConfig { conv1_channels: 4, conv2_channels: 2, ..HeadConfig::default() };
     let model = Colorizer::new(&colorize_model::weights::embedded_trunk(), head, 1, &Device::Cpu).unwrap();
-    let optimizer = colorize_train::optimizer::Sgd::new(Default::default());
+    let optimizer = colorize_train::optimizer::Sgd::new(&Default::default());
     let state = TrainState {
         format_version: colorize_train::checkpoint::FORMAT_VERSION,
         step: 3,

@@ -73,12 +73,12 @@ pub struct Skipped {
 }
 
 impl Manifest {
-    pub(crate) fn empty(config: &PreprocessConfig, listed: usize, listing_hash: String) -> Manifest {
-        Manifest {
+    pub(crate) fn empty(config: &PreprocessConfig, listed: usize, listing_hash: String) -> Result<Manifest, DataError> {
+        Ok(Manifest {
             format_version: FORMAT_VERSION,
             complete: false,
             config: config.clone(),
-            config_hash: config.hash(),
+            config_hash: config.hash()?,
             size: config.size,
             count: 0,
             listed,
@@ -88,7 +88,7 @@ impl Manifest {
             images: Vec::new(),
             grayscale: Vec::new(),
             skipped: Vec::new(),
-        }
+        })
     }
 
     pub fn read(cache_dir: &Path) -> Result<Manifest, DataError> {
@@ -107,7 +107,7 @@ impl Manifest {
 
     pub(crate) fn write(&self, cache_dir: &Path) -> Result<(), DataError> {
         let path = cache_dir.join(MANIFEST);
-        let text = serde_json::to_string_pretty(self).expect("manifest serialises");
+        let text = serde_json::to_string_pretty(self).map_err(|e| DataError::io(&path)(e.into()))?;
         super::write_atomic(&path, text.as_bytes()).map_err(DataError::io(&path))
     }
 

@@ -74,7 +74,7 @@ pub fn write_cache(
 
     let listing_text: Vec<String> = listing.iter().map(|p| portable(p)).collect();
     let listing_hash = colorize_core::fingerprint(listing_text.join("\n").as_bytes());
-    let mut manifest = Manifest::empty(cfg, listing.len(), listing_hash);
+    let mut manifest = Manifest::empty(cfg, listing.len(), listing_hash)?;
     if out.join(MANIFEST).exists() {
         let existing = Manifest::read(out)?;
         if existing.config_hash != manifest.config_hash {
@@ -268,7 +268,7 @@ fn build_shard(
     let shard_path = cfg.cache.join(shard_file(k));
     write_shard(&shard_path, n, s, &y, &uv)?;
     let json_path = cfg.cache.join(shard_record_file(k));
-    let json = serde_json::to_string(&record).expect("shard record serialises");
+    let json = serde_json::to_string(&record).map_err(|e| DataError::io(&json_path)(e.into()))?;
     write_atomic(&json_path, json.as_bytes()).map_err(DataError::io(&json_path))?;
     Ok(record)
 }
