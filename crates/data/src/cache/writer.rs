@@ -76,41 +76,72 @@ pub fn write_cache(
     let listing_hash = colorize_core::fingerprint(listing_text.join("\n").as_bytes());
     let mut manifest = Manifest::empty(cfg, listing.len(), listing_hash)?;
     if out.join(MANIFEST).exists() {
-        let existing = Manifest::read(out)?;
-        if existing.config_hash != manifest.config_hash {
-            return Err(DataError::ConfigMismatch {
-                path: out.to_path_buf(),
-                found: existing.config_hash,
-                expected: manifest.config_hash,
-            });
-        }
-        if existing.listing_hash.as_ref().is_some_and(|h| Some(h) != manifest.listing_hash.as_ref()) {
-            return Err(DataError::ListingChanged {
-                path: out.to_path_buf(),
-                root: cfg.source.clone(),
-                then: existing.listed,
-                now: listing.len(),
-            });
-        }
-        if existing.complete {
-            return Ok(CacheSummary {
-                cached: existing.count,
-                grayscale: existing.grayscale.len(),
-                skipped: existing.skipped.len(),
-                shards_written: 0,
-                shards_reused: existing.shards.len(),
-                interrupted: false,
-                already_complete: true,
-                manifest: out.join(MANIFEST),
-            });
-        }
-        if !resume {
-            return Err(DataError::CacheExists(out.to_path_buf()));
+        if let Some(done) = check_existing(cfg, &manifest, resume)? {
+            return Ok(done);
         }
     } else {
         manifest.write(out)?;
     }
+    let summary = write_shards(cfg, &listing, resume, stop, observer, &mut manifest)?;
+    manifest.write(out)?;
+    Ok(summary)
+}
 
+/// An existing cache in the output folder may be continued only when it was
+/// made from the same config and listing, and only with `resume`; a
+/// complete one is the answer itself (its summary).
+fn check_existing(
+    cfg: &PreprocessConfig,
+    manifest: &Manifest,
+    resume: bool,
+) -> Result<Option<CacheSummary>, DataError> {
+    let out = cfg.cache.as_path();
+    let existing = Manifest::read(out)?;
+    if existing.config_hash != manifest.config_hash {
+        return Err(DataError::ConfigMismatch {
+            path: out.to_path_buf(),
+            found: existing.config_hash,
+            expected: manifest.config_hash.clone(),
+        });
+    }
+    if existing.listing_hash.as_ref().is_some_and(|h| Some(h) != manifest.listing_hash.as_ref()) {
+        return Err(DataError::ListingChanged {
+            path: out.to_path_buf(),
+            root: cfg.source.clone(),
+            then: existing.listed,
+            now: manifest.listed,
+        });
+    }
+    if existing.complete {
+        return Ok(Some(CacheSummary {
+            cached: existing.count,
+            grayscale: existing.grayscale.len(),
+            skipped: existing.skipped.len(),
+            shards_written: 0,
+            shards_reused: existing.shards.len(),
+            interrupted: false,
+            already_complete: true,
+            manifest: out.join(MANIFEST),
+        }));
+    }
+    if !resume {
+        return Err(DataError::CacheExists(out.to_path_buf()));
+    }
+    Ok(None)
+}
+
+/// The shards, in the seeded draw order, until the target count is cached
+/// or `stop` is raised; with `resume`, a shard already written is reused.
+/// The manifest is filled from their records.
+fn write_shards(
+    cfg: &PreprocessConfig,
+    listing: &[PathBuf],
+    resume: bool,
+    stop: &AtomicBool,
+    observer: &(dyn Fn(Event<'_>) + Sync),
+    manifest: &mut Manifest,
+) -> Result<CacheSummary, DataError> {
+    let out = cfg.cache.as_path();
     let order = draw_order(listing.len(), cfg.seed);
     let target = cfg.limit.map_or(listing.len(), |limit| limit.min(listing.len()));
     observer(Event::Started { listed: listing.len(), target });
@@ -144,7 +175,7 @@ pub fn write_cache(
                 let start = k * cfg.shard_size;
                 let needed = target - summary.cached;
                 summary.shards_written += 1;
-                build_shard(cfg, &listing, positions, start, k, needed, observer)?
+                build_shard(cfg, listing, positions, start, k, needed, observer)?
             }
         };
         summary.cached += record.images.len();
@@ -156,8 +187,7 @@ pub fn write_cache(
         summary.skipped += record.skipped.len();
     }
     manifest.complete = !summary.interrupted;
-    fill_manifest(&mut manifest, records);
-    manifest.write(out)?;
+    fill_manifest(manifest, records);
     Ok(summary)
 }
 
