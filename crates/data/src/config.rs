@@ -126,7 +126,10 @@ impl PreprocessConfig {
         Ok(value.to_string())
     }
 
+    /// The fingerprint of what decides a cache's bytes: the content key and
+    /// the resampling (`prepare::RESAMPLING`).
     pub fn hash(&self) -> Result<String, DataError> {
-        Ok(colorize_core::fingerprint(self.content_key()?.as_bytes()))
+        let key = format!("{}\n{}", self.content_key()?, crate::prepare::RESAMPLING);
+        Ok(colorize_core::fingerprint(key.as_bytes()))
     }
 }

@@ -212,7 +212,9 @@ fn load_truth(item: &Item, protocol: Protocol) -> Result<RgbImage, String> {
     let decoded = load_rgb(&item.truth).map_err(|e| format!("{}: {e}", item.truth.display()))?;
     Ok(match protocol {
         Protocol::AsIs | Protocol::FullRes => decoded.rgb,
-        Protocol::ModelSize { side, crop } => square(&decoded.rgb, side, crop),
+        Protocol::ModelSize { side, crop } => {
+            square(&decoded.rgb, side, crop).map_err(|e| format!("{}: cannot resample: {e}", item.truth.display()))?
+        }
     })
 }
 

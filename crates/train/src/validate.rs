@@ -63,7 +63,7 @@ impl Validator {
         validator.previews = validator
             .items
             .iter()
-            .filter_map(|item| Some((item.name.clone(), square(&load_rgb(&item.truth).ok()?.rgb, side, crop))))
+            .filter_map(|item| Some((item.name.clone(), square(&load_rgb(&item.truth).ok()?.rgb, side, crop).ok()?)))
             .take(config.images)
             .collect();
         Ok(validator)

@@ -22,6 +22,10 @@ pub struct Manifest {
     /// draws from the same files or is refused. Absent in older caches.
     #[serde(default)]
     pub listing_hash: Option<String>,
+    /// How the squares were resampled (`prepare::RESAMPLING`); part of the
+    /// config hash. Absent in older caches (`image`'s triangle filter).
+    #[serde(default)]
+    pub resampling: Option<String>,
     /// Mean U and V (0..255) over every cached pixel: the mean-chroma baseline.
     pub mean_uv: [f64; 2],
     pub shards: Vec<ShardInfo>,
@@ -83,6 +87,7 @@ impl Manifest {
             count: 0,
             listed,
             listing_hash: Some(listing_hash),
+            resampling: Some(crate::prepare::RESAMPLING.to_string()),
             mean_uv: [128.0, 128.0],
             shards: Vec::new(),
             images: Vec::new(),

@@ -216,7 +216,11 @@ fn process(cfg: &PreprocessConfig, path: &Path) -> Outcome {
         Err(e) => return Outcome::Excluded { gray: None, reason: e.0 },
     };
     let (width, height) = decoded.rgb.dimensions();
-    let planes = Planes::from_rgb(&square(&decoded.rgb, cfg.size, cfg.crop));
+    let squared = match square(&decoded.rgb, cfg.size, cfg.crop) {
+        Ok(squared) => squared,
+        Err(e) => return Outcome::Excluded { gray: None, reason: format!("cannot resample: {e}") },
+    };
+    let planes = Planes::from_rgb(&squared);
     let gray = if decoded.gray_source {
         Some(GrayKind::GrayFile)
     } else if planes.chroma_p99() <= cfg.gray_tolerance {
