@@ -110,3 +110,17 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
     })
     .clone()
 }
+
+/// This process's peak resident memory (Linux's VmHWM), for the summaries
+/// of long commands; "unknown" elsewhere.
+pub fn peak_memory() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+    match kib {
+        Some(kib) => format!("{:.0} MB", kib as f64 / 1024.0),
+        None => "unknown".into(),
+    }
+}

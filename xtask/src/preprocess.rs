@@ -91,7 +91,7 @@ pub fn run(args: PreprocessArgs) -> Result<()> {
         summary.shards_written,
         summary.shards_reused,
     );
-    println!("manifest: {}", summary.manifest.display());
+    println!("manifest: {}; peak memory {}", summary.manifest.display(), crate::peak_memory());
     if summary.interrupted {
         println!("interrupted: run the same command with --resume to finish");
     }

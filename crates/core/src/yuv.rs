@@ -12,24 +12,27 @@
 //! machine, bit for bit.
 
 /// Coefficients scaled by 10^6, rows Y, U, V; columns R, G, B.
-const FORWARD_E6: [[i64; 3]; 3] =
+const FORWARD_E6: [[i32; 3]; 3] =
     [[299_000, 587_000, 114_000], [-168_736, -331_264, 500_000], [500_000, -418_688, -81_312]];
-const SCALE: i64 = 1_000_000;
-const OFFSET_E6: [i64; 3] = [0, 128 * SCALE, 128 * SCALE];
+const SCALE: i32 = 1_000_000;
+const OFFSET_E6: [i32; 3] = [0, 128 * SCALE, 128 * SCALE];
 
 /// Converts one 8-bit RGB pixel to 8-bit Y, U, V: exact formulas, rounded to
 /// nearest (halves away from zero), clamped to 0..=255.
+///
+/// In 32-bit integers: every scaled channel lies in 0..=255.5·10^6 for 8-bit
+/// input (U and V bottom out at 0.5·10^6), so it fits, and rounding is a
+/// division of a non-negative number (which the compiler turns into a
+/// multiplication and vectorises).
 #[inline]
 pub fn rgb_to_yuv8(rgb: [u8; 3]) -> [u8; 3] {
-    let [r, g, b] = rgb.map(i64::from);
-    let mut out = [0u8; 3];
-    for (o, (row, offset)) in out.iter_mut().zip(FORWARD_E6.iter().zip(OFFSET_E6)) {
-        let scaled = row[0] * r + row[1] * g + row[2] * b + offset;
-        // Every channel is >= 0 for 8-bit input (U and V bottom out at 0.5).
-        let rounded = (scaled + SCALE / 2).div_euclid(SCALE);
-        *o = rounded.clamp(0, 255) as u8;
-    }
-    out
+    let [r, g, b] = rgb.map(i32::from);
+    let channel = |k: usize| {
+        let [cr, cg, cb] = FORWARD_E6[k];
+        let scaled = cr * r + cg * g + cb * b + OFFSET_E6[k] + SCALE / 2;
+        (scaled as u32 / SCALE as u32).min(255) as u8
+    };
+    [channel(0), channel(1), channel(2)]
 }
 
 /// (U − 128, V − 128) of an 8-bit RGB pixel by the exact formulas, unrounded
@@ -92,11 +95,8 @@ pub fn rgb_to_planes(rgb: &[u8], y: &mut [u8], uv: &mut [u8]) {
     // tidy: the planes are sized by the caller from one picture's size.
     assert!(rgb.len() == 3 * n && uv.len() == 2 * n, "rgb, y and uv must hold 3n, n and 2n bytes");
     let (u, v) = uv.split_at_mut(n);
-    for (i, px) in rgb.chunks_exact(3).enumerate() {
-        let [py, pu, pv] = rgb_to_yuv8([px[0], px[1], px[2]]);
-        y[i] = py;
-        u[i] = pu;
-        v[i] = pv;
+    for (((px, y), u), v) in rgb.chunks_exact(3).zip(y).zip(u).zip(v) {
+        [*y, *u, *v] = rgb_to_yuv8([px[0], px[1], px[2]]);
     }
 }
 
@@ -123,6 +123,27 @@ mod tests {
             r * -0.168736 + g * -0.331264 + b * 0.5 + 128.0,
             r * 0.5 + g * -0.418688 + b * -0.081312 + 128.0,
         ]
+    }
+
+    /// The 32-bit fast path against the same formulas in 64-bit integers
+    /// with Euclidean division, on every 8-bit colour.
+    #[test]
+    fn the_32_bit_arithmetic_is_exact_on_every_colour() {
+        let reference = |rgb: [u8; 3]| {
+            let [r, g, b] = rgb.map(i64::from);
+            [0, 1, 2].map(|k| {
+                let [cr, cg, cb] = FORWARD_E6[k].map(i64::from);
+                let scaled = cr * r + cg * g + cb * b + i64::from(OFFSET_E6[k]);
+                (scaled + 500_000).div_euclid(1_000_000).clamp(0, 255) as u8
+            })
+        };
+        for r in 0..=255u8 {
+            for g in 0..=255u8 {
+                for b in 0..=255u8 {
+                    assert_eq!(rgb_to_yuv8([r, g, b]), reference([r, g, b]), "{r},{g},{b}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -2,9 +2,9 @@
 
 use crate::CropPolicy;
 use colorize_core::{yuv, Side};
+use fast_image_resize::images::CroppedImage;
 use fast_image_resize::{FilterType, ResizeAlg, ResizeError, ResizeOptions, Resizer};
-use image::{imageops, RgbImage};
-use std::borrow::Cow;
+use image::RgbImage;
 use std::cell::RefCell;
 
 /// How the squares are resampled, as a cache's manifest records it: the
@@ -35,18 +35,12 @@ pub fn square(rgb: &RgbImage, side: Side, policy: CropPolicy) -> Result<RgbImage
         }
         CropPolicy::Squash => (0, 0, w, h),
     };
-    // A copy of the crop, not the resizer's crop box: the box is a
-    // sub-pixel window whose filter reads source pixels beyond its edges.
-    let cropped = match (cw, ch) == (w, h) {
-        true => Cow::Borrowed(rgb),
-        false => Cow::Owned(imageops::crop_imm(rgb, left, top, cw, ch).to_image()),
-    };
-    if cw == s && ch == s {
-        return Ok(cropped.into_owned());
-    }
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    // A cropped view, not the resizer's crop box: the box is a sub-pixel
+    // window whose filter reads source pixels beyond its edges.
+    let cropped = CroppedImage::new(rgb, left, top, cw, ch).map_err(ResizeError::SrcCroppingError)?;
     let mut out = RgbImage::new(s, s);
-    RESIZER.with(|resizer| resizer.borrow_mut().resize(cropped.as_ref(), &mut out, &options))?;
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    RESIZER.with(|resizer| resizer.borrow_mut().resize(&cropped, &mut out, &options))?;
     Ok(out)
 }
 
@@ -128,8 +122,8 @@ mod tests {
         });
         for (policy, crop) in [(CropPolicy::Center, (49, 0, 203, 203)), (CropPolicy::Squash, (0, 0, 301, 203))] {
             let ours = square(&img, Side::new(64).unwrap(), policy).unwrap();
-            let view = imageops::crop_imm(&img, crop.0, crop.1, crop.2, crop.3).to_image();
-            let reference = imageops::resize(&view, 64, 64, imageops::FilterType::Triangle);
+            let view = image::imageops::crop_imm(&img, crop.0, crop.1, crop.2, crop.3).to_image();
+            let reference = image::imageops::resize(&view, 64, 64, image::imageops::FilterType::Triangle);
             let diffs: Vec<u8> = ours.as_raw().iter().zip(reference.as_raw()).map(|(a, b)| a.abs_diff(*b)).collect();
             let mean = diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64;
             let max = diffs.iter().max().copied().unwrap_or(0);

@@ -39,7 +39,7 @@ pub struct CacheSummary {
 }
 
 /// The records of one shard, kept beside it so that resume needs no decode.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct ShardRecord {
     shard: usize,
     /// The positions of the draw this shard covers: [start, end).
@@ -157,30 +157,46 @@ fn write_shards(
         manifest: out.join(MANIFEST),
     };
     let mut records = Vec::new();
-    for (k, positions) in order.chunks(cfg.shard_size).enumerate() {
-        if summary.cached >= target {
-            break;
-        }
-        if stop.load(Ordering::SeqCst) {
-            summary.interrupted = true;
-            break;
-        }
-        let record = match read_shard_record(out, k)? {
-            Some(record) if resume => {
-                observer(Event::Cached { n: record.images.len() });
-                summary.shards_reused += 1;
-                record
-            }
-            _ => {
-                let start = k * cfg.shard_size;
-                let needed = target - summary.cached;
-                summary.shards_written += 1;
-                build_shard(cfg, listing, positions, start, k, needed, observer)?
-            }
+    // A shard's files are written on their own thread while the next shard
+    // is decoded (the write is a single-threaded copy that left the other
+    // cores idle); it is joined before the next write and at the end.
+    std::thread::scope(|scope| -> Result<(), DataError> {
+        let mut writing: Option<std::thread::ScopedJoinHandle<'_, Result<(), DataError>>> = None;
+        let join = |handle: std::thread::ScopedJoinHandle<'_, Result<(), DataError>>| {
+            handle.join().unwrap_or_else(|_| Err(DataError::Loader("the shard writer thread panicked".into())))
         };
-        summary.cached += record.images.len();
-        records.push(record);
-    }
+        for (k, positions) in order.chunks(cfg.shard_size).enumerate() {
+            if summary.cached >= target {
+                break;
+            }
+            if stop.load(Ordering::SeqCst) {
+                summary.interrupted = true;
+                break;
+            }
+            let record = match read_shard_record(out, k)? {
+                Some(record) if resume => {
+                    observer(Event::Cached { n: record.images.len() });
+                    summary.shards_reused += 1;
+                    record
+                }
+                _ => {
+                    let start = k * cfg.shard_size;
+                    let needed = target - summary.cached;
+                    summary.shards_written += 1;
+                    let shard = build_shard(cfg, listing, positions, start, k, needed, observer)?;
+                    if let Some(previous) = writing.take() {
+                        join(previous)?;
+                    }
+                    let record = shard.record.clone();
+                    writing = Some(scope.spawn(move || write_shard_files(cfg, shard)));
+                    record
+                }
+            };
+            summary.cached += record.images.len();
+            records.push(record);
+        }
+        writing.map_or(Ok(()), join)
+    })?;
 
     for record in &records {
         summary.grayscale += record.grayscale.len();
@@ -242,7 +258,7 @@ fn build_shard(
     k: usize,
     needed: usize,
     observer: &(dyn Fn(Event<'_>) + Sync),
-) -> Result<ShardRecord, DataError> {
+) -> Result<BuiltShard, DataError> {
     let outcomes: Vec<Outcome> = positions
         .par_iter()
         .map(|&p| {
@@ -296,15 +312,26 @@ fn build_shard(
         }
     }
 
-    let n = record.images.len();
-    let s = cfg.size.get() as usize;
-    debug_assert_eq!(y.len(), n * side);
-    let shard_path = cfg.cache.join(shard_file(k));
-    write_shard(&shard_path, n, s, &y, &uv)?;
+    debug_assert_eq!(y.len(), record.images.len() * side);
+    Ok(BuiltShard { record, y, uv })
+}
+
+/// A shard decoded and assembled, not yet written.
+struct BuiltShard {
+    record: ShardRecord,
+    y: Vec<u8>,
+    uv: Vec<u8>,
+}
+
+/// The shard's tensors, then its record: a record on disk means its shard
+/// is complete (both are written under temporary names and renamed).
+fn write_shard_files(cfg: &PreprocessConfig, shard: BuiltShard) -> Result<(), DataError> {
+    let k = shard.record.shard;
+    let (n, s) = (shard.record.images.len(), cfg.size.get() as usize);
+    write_shard(&cfg.cache.join(shard_file(k)), n, s, &shard.y, &shard.uv)?;
     let json_path = cfg.cache.join(shard_record_file(k));
-    let json = serde_json::to_string(&record).map_err(|e| DataError::io(&json_path)(e.into()))?;
-    write_atomic(&json_path, json.as_bytes()).map_err(DataError::io(&json_path))?;
-    Ok(record)
+    let json = serde_json::to_string(&shard.record).map_err(|e| DataError::io(&json_path)(e.into()))?;
+    write_atomic(&json_path, json.as_bytes()).map_err(DataError::io(&json_path))
 }
 
 fn write_shard(path: &Path, n: usize, s: usize, y: &[u8], uv: &[u8]) -> Result<(), DataError> {
