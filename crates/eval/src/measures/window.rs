@@ -45,27 +45,29 @@ pub fn box_downsample(plane: &Plane, f: usize) -> Plane {
     if f == 1 {
         return plane.clone();
     }
-    // 'symmetric' padding mirrors and repeats the edge: -1 -> 0, -2 -> 1, n -> n - 1.
-    let mirror = |i: isize, n: usize| -> usize {
-        let n = n as isize;
-        let i = if i < 0 { -i - 1 } else { i };
-        let i = if i >= n { 2 * n - i - 1 } else { i };
-        i.clamp(0, n - 1) as usize
-    };
-    let before = (f as isize - 1) / 2;
     let (w, h) = (plane.w.div_ceil(f), plane.h.div_ceil(f));
     let norm = 1.0 / (f * f) as f64;
     Plane::from_fn(w, h, |x, y| {
-        let (cx, cy) = ((x * f) as isize, (y * f) as isize);
         let mut sum = 0.0;
-        for dy in 0..f as isize {
-            let sy = mirror(cy + dy - before, plane.h);
-            for dx in 0..f as isize {
-                sum += plane.at(mirror(cx + dx - before, plane.w), sy);
+        for dy in 0..f {
+            let sy = box_source(y, dy, f, plane.h);
+            for dx in 0..f {
+                sum += plane.at(box_source(x, dx, f, plane.w), sy);
             }
         }
         sum * norm
     })
+}
+
+/// The source index of tap `d` (0..f) of output `o` along an axis of
+/// length `n`: o·f + d − floor((f − 1) / 2), mirrored 'symmetric'ally at the
+/// edges (−1 → 0, −2 → 1, n → n − 1).
+pub fn box_source(o: usize, d: usize, f: usize, n: usize) -> usize {
+    let i = (o * f + d) as isize - (f as isize - 1) / 2;
+    let n = n as isize;
+    let i = if i < 0 { -i - 1 } else { i };
+    let i = if i >= n { 2 * n - i - 1 } else { i };
+    i.clamp(0, n - 1) as usize
 }
 
 /// The normalised 1-D Gaussian; the 2-D window is its outer product (which
