@@ -8,6 +8,10 @@ use std::path::PathBuf;
 pub struct Xtask {
     #[command(subcommand)]
     pub command: Command,
+    /// Run every op through its device-generic implementation even on the
+    /// CPU (the path a GPU takes; slower): for checking that path here.
+    #[arg(long, global = true)]
+    pub reference_kernels: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -34,6 +38,10 @@ pub enum Command {
     /// The run folders side by side: steps, speed, best validation scores,
     /// state, and the config keys that differ between them.
     Runs(RunsArgs),
+    /// The checks for a GPU machine, from binaries built elsewhere: the
+    /// device path against the CPU, a 200-step training run at 224 with its
+    /// throughput and peak memory, and `bench model` against PyTorch there.
+    GpuCheck(GpuCheckArgs),
     /// Write a copy of a trained head with other prediction settings
     /// (--chroma-smoothing, --temperature, --undo-rebalance), chosen on
     /// held-out pictures with `eval`: the weights are unchanged.
@@ -99,6 +107,10 @@ pub struct ModelArgs {
     /// cpu or cuda:N (CUDA needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// The frozen trunk's precision: f32, bf16 or f16 (on a GPU; on the CPU
+    /// lower precisions are emulated and only slower).
+    #[arg(long, value_name = "DTYPE", default_value = "f32")]
+    pub trunk_dtype: String,
     /// Blur of the predicted U and V (Gaussian sigma, in pixels of the
     /// model's input), instead of the head's own `chroma_smoothing`; 0: none.
     #[arg(long, value_name = "SIGMA")]
@@ -254,6 +266,9 @@ pub struct BenchArgs {
     /// Measure this project only (`model`: PyTorch is a multi-gigabyte install).
     #[arg(long)]
     pub no_peer: bool,
+    /// `model`: the device, cpu or cuda:N (PyTorch runs on the same one).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -264,4 +279,27 @@ pub enum BenchTarget {
     Qssim,
     /// The network: forward and training step images/s, GFLOP/s and peak memory, ours and PyTorch's.
     Model,
+}
+
+#[derive(Args, Debug)]
+pub struct GpuCheckArgs {
+    /// The device to check against the CPU: cuda:N (or cpu, to run the
+    /// whole check here).
+    #[arg(long, default_value = "cuda:0")]
+    pub device: String,
+    /// Training steps of the throughput run.
+    #[arg(long, default_value_t = 200)]
+    pub steps: u64,
+    /// Side of the throughput run's pictures.
+    #[arg(long, default_value_t = 224)]
+    pub size: u32,
+    /// Batch size of the throughput run.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Where the throughput run's cache and run folder go (default: runs/gpu-check).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Skip the PyTorch comparison (`bench model`).
+    #[arg(long)]
+    pub no_peer: bool,
 }

@@ -11,6 +11,7 @@ mod colorize;
 mod demo;
 mod eval;
 mod flags;
+mod gpu_check;
 mod model;
 mod preprocess;
 mod progress;
@@ -35,6 +36,7 @@ fn main() {
 }
 
 fn run(flags: flags::Xtask) -> Result<()> {
+    colorize_model::kernels::force_reference(flags.reference_kernels);
     match flags.command {
         flags::Command::Preprocess(args) => preprocess::run(args),
         flags::Command::Colorize(args) => colorize::run(args),
@@ -43,6 +45,7 @@ fn run(flags: flags::Xtask) -> Result<()> {
         flags::Command::Demo(args) => demo::run(args),
         flags::Command::Bench(args) => bench::run(args),
         flags::Command::Runs(args) => runs::run(args),
+        flags::Command::GpuCheck(args) => gpu_check::run(args),
         flags::Command::Retune(args) => {
             let colorizer = model::load_colorizer(&args.model, args.checkpoint.as_deref())?;
             let out = absolute(&args.out);
@@ -123,4 +126,17 @@ pub fn peak_memory() -> String {
         Some(kib) => format!("{:.0} MB", kib as f64 / 1024.0),
         None => "unknown".into(),
     }
+}
+
+/// The GPU memory this process holds now, in MiB, from nvidia-smi.
+pub fn gpu_memory_of_this_process() -> Option<u64> {
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"])
+        .output()
+        .ok()?;
+    let pid = std::process::id().to_string();
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|line| {
+        let mut fields = line.split(',').map(str::trim);
+        (fields.next() == Some(pid.as_str())).then(|| fields.next()?.parse().ok())?
+    })
 }

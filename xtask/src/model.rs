@@ -5,7 +5,7 @@ use crate::flags::ModelArgs;
 use anyhow::{Context, Result};
 use colorize_model::provenance::HeadProvenance;
 use colorize_model::weights::{embedded_head, resolve_trunk, trunk_of_name};
-use colorize_model::{parse_device, Colorizer, ModelError};
+use colorize_model::{parse_device, Colorizer, ModelError, TrunkDtype};
 use std::path::{Path, PathBuf};
 
 /// The trunk file `--vgg-weights` points at (the embedded trunk without it).
@@ -29,6 +29,9 @@ pub fn load_colorizer(args: &ModelArgs, checkpoint: Option<&Path>) -> Result<Col
     };
     let mut colorizer = Colorizer::load_checked(&trunk, &head, &device, !args.other_trunk)
         .with_context(|| format!("loading the colorizer {}", head.display()))?;
+    let dtype: TrunkDtype = serde_json::from_value(serde_json::Value::String(args.trunk_dtype.clone()))
+        .with_context(|| format!("--trunk-dtype {}: expected f32, bf16 or f16", args.trunk_dtype))?;
+    colorizer.set_trunk_dtype(dtype)?;
     if let Some(sigma) = args.chroma_smoothing {
         colorizer.set_chroma_smoothing(sigma).context("--chroma-smoothing")?;
     }

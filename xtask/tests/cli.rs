@@ -185,3 +185,25 @@ fn retune_changes_only_the_prediction_settings() {
     ]);
     assert!(!bad.status.success(), "a (U, V) head has no temperature");
 }
+
+/// The GPU machine's check, run here on the CPU: the reference path against
+/// the fast one, a short training run, its throughput and memory.
+#[test]
+fn the_gpu_check_runs_on_the_cpu_and_a_cuda_device_without_cuda_is_a_clear_error() {
+    let out = tempdir("gpu-check");
+    let args = ["gpu-check", "--device", "cpu", "--steps", "2", "--size", "32", "--batch-size", "2", "--no-peer"];
+    let run = xtask(&[&args[..], &["--out", out.to_str().unwrap()]].concat());
+    let stdout = text(&run.stdout);
+    assert!(run.status.success(), "gpu-check failed:\n{stdout}\n{}", text(&run.stderr));
+    for line in ["1/3 the device path", "conv3_3", "dense gradient of conv1.weight", "2/3 training", "peak memory"] {
+        assert!(stdout.contains(line), "missing '{line}' in:\n{stdout}");
+    }
+    assert!(!stdout.contains("OUT OF TOLERANCE"), "{stdout}");
+
+    if cfg!(not(feature = "cuda")) {
+        let run = xtask(&["gpu-check", "--device", "cuda:0"]);
+        let stderr = text(&run.stderr);
+        assert!(!run.status.success());
+        assert!(stderr.contains("cuda") && stderr.contains("--features"), "unclear: {stderr}");
+    }
+}

@@ -37,7 +37,7 @@ pub mod trunk;
 pub mod weights;
 
 pub use colorize::{colorize_image, comparison_strip};
-pub use config::{HeadConfig, HeadOutput, ModelConfig};
+pub use config::{HeadConfig, HeadOutput, ModelConfig, TrunkDtype};
 pub use device::parse_device;
 pub use error::ModelError;
 pub use head::HypercolumnHead;

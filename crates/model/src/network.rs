@@ -71,6 +71,12 @@ impl Colorizer {
         Ok(colorizer)
     }
 
+    /// Runs the frozen trunk in another precision (`model.trunk_dtype`).
+    pub fn set_trunk_dtype(&mut self, dtype: crate::TrunkDtype) -> Result<(), ModelError> {
+        self.trunk = self.trunk.to_dtype(dtype.dtype())?;
+        Ok(())
+    }
+
     /// Records the side of the pictures the head is trained on (saved with it).
     pub fn set_input_side(&mut self, side: u32) {
         self.input_side = Some(side);

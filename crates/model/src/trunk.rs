@@ -35,6 +35,8 @@ pub struct Taps {
 pub struct Vgg16Trunk {
     convs: Vec<Conv2d>,
     identity: TrunkIdentity,
+    /// The precision it computes in (`model.trunk_dtype`).
+    precision: DType,
 }
 
 /// Which trunk this is: a name (`embedded`, `hub`, or the file's path) and
@@ -96,22 +98,57 @@ impl Vgg16Trunk {
             .collect::<Result<Vec<_>>>()?;
         // Named by `load` (a trunk built from a bare VarBuilder has no file).
         let identity = TrunkIdentity { name: "unnamed".into(), fingerprint: String::new() };
-        Ok(Vgg16Trunk { convs, identity })
+        Ok(Vgg16Trunk { convs, identity, precision: DType::F32 })
     }
 
-    /// x: [n, 3, h, w], normalised; h and w multiples of 4.
+    /// The trunk computing in `dtype` (its fingerprint stays the f32
+    /// weights'): `forward` casts its input to it and the taps back to f32.
+    /// Candle's CPU matrix products have no bf16 or f16, so on the CPU the
+    /// precision is emulated as a GPU's tensor cores compute: weights and
+    /// every layer's output rounded to `dtype`, products summed in f32.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Vgg16Trunk> {
+        let emulate = self.convs[0].weight().device().is_cpu();
+        let cast = |t: &Tensor| match emulate {
+            true => t.to_dtype(dtype)?.to_dtype(DType::F32),
+            false => t.to_dtype(dtype),
+        };
+        let convs =
+            self.convs.iter().map(|c| Conv2d::new(cast(c.weight())?, cast(c.bias())?)).collect::<Result<Vec<_>>>()?;
+        Ok(Vgg16Trunk { convs, identity: self.identity.clone(), precision: dtype })
+    }
+
+    /// The precision the trunk computes in.
+    pub fn dtype(&self) -> DType {
+        self.precision
+    }
+
+    /// A layer's output in the trunk's precision: rounded to it where the
+    /// arithmetic is f32 (the CPU's emulation), as it is elsewhere.
+    fn round(&self, x: Tensor) -> Result<Tensor> {
+        let computing = self.convs[0].weight().dtype();
+        if computing == self.precision {
+            return Ok(x);
+        }
+        x.to_dtype(self.precision)?.to_dtype(computing)
+    }
+
+    /// x: [n, 3, h, w], normalised; h and w multiples of 4. The taps are f32
+    /// whatever the trunk computes in.
     pub fn forward(&self, x: &Tensor) -> Result<Taps> {
         let c = &self.convs;
-        let x = c[0].forward(x)?.relu()?;
-        let conv1_2 = c[1].forward(&x)?.relu()?;
+        let layer = |i: usize, x: &Tensor| self.round(c[i].forward(x)?.relu()?);
+        let x = self.round(x.to_dtype(c[0].weight().dtype())?)?;
+        let x = layer(0, &x)?;
+        let conv1_2 = layer(1, &x)?;
         let x = conv1_2.max_pool2d(2)?;
-        let x = c[2].forward(&x)?.relu()?;
-        let conv2_2 = c[3].forward(&x)?.relu()?;
+        let x = layer(2, &x)?;
+        let conv2_2 = layer(3, &x)?;
         let x = conv2_2.max_pool2d(2)?;
-        let x = c[4].forward(&x)?.relu()?;
-        let x = c[5].forward(&x)?.relu()?;
-        let conv3_3 = c[6].forward(&x)?.relu()?;
-        Ok(Taps { conv1_2, conv2_2, conv3_3 })
+        let x = layer(4, &x)?;
+        let x = layer(5, &x)?;
+        let conv3_3 = layer(6, &x)?;
+        let [conv1_2, conv2_2, conv3_3] = [conv1_2, conv2_2, conv3_3].map(|t| t.to_dtype(DType::F32));
+        Ok(Taps { conv1_2: conv1_2?, conv2_2: conv2_2?, conv3_3: conv3_3? })
     }
 }
 

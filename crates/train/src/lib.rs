@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod loss;
 pub mod optimizer;
+pub mod path_check;
 pub mod qssim_loss;
 pub mod run;
 pub mod sampling;

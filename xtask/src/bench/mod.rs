@@ -22,8 +22,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
 }
 
-/// A Python with `packages` installed, in `target/bench-venv`.
+/// A Python with `packages` installed, in `target/bench-venv`; or, where
+/// `COLORIZE_BENCH_PYTHON` names one (a machine without a package index,
+/// with its own PyTorch), that Python as it is.
 pub fn python_with(packages: &[&str]) -> Result<PathBuf> {
+    if let Some(python) = std::env::var_os("COLORIZE_BENCH_PYTHON") {
+        println!("peer Python: {} (COLORIZE_BENCH_PYTHON; nothing installed)", python.to_string_lossy());
+        return Ok(PathBuf::from(python));
+    }
     let venv = project_root().join("target/bench-venv");
     let python = venv.join("bin/python");
     if !python.exists() {

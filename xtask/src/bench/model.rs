@@ -40,6 +40,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 torch.set_num_threads(int(sys.argv[1]))
+device = torch.device(sys.argv[2])
+# f32 means f32: no TF32 in matrix products or convolutions (ours: NVIDIA_TF32_OVERRIDE=0).
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
 torch.manual_seed(1)
 trunk_layers = [(3, 64), (64, 64), "pool", (64, 128), (128, 128), "pool", (128, 256), (256, 256), (256, 256)]
 
@@ -71,7 +75,13 @@ class Net(nn.Module):
         b = F.relu(self.conv2(a))
         return self.out(torch.cat([a, b], 1))
 
+def sync():
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
 def peak_mib():
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
     # VmHWM, not ru_maxrss: ru_maxrss survives exec, so it would start at the
     # Rust bench's own peak.
     for line in open("/proc/self/status"):
@@ -81,18 +91,20 @@ def peak_mib():
 
 # One timed run per request line "forward|step SIDE BATCH", answered with
 # "SECONDS PEAK_MIB": the bench interleaves these with its own runs.
-net = Net()
+net = Net().to(device)
 inputs = {}
+print(torch.__version__, flush=True)
 for line in sys.stdin:
     kind, side, batch = line.split()
     side, batch = int(side), int(batch)
     if (side, batch) not in inputs:
-        x = torch.full((batch, 3, side, side), 0.1)
-        target = torch.full((batch, 2, side, side), 0.5)
+        x = torch.full((batch, 3, side, side), 0.1, device=device)
+        target = torch.full((batch, 2, side, side), 0.5, device=device)
         inputs[(side, batch)] = (x, target)
         with torch.no_grad():
             torch.sigmoid(net.head(net.hypercolumn(x)))  # warm-up
     x, target = inputs[(side, batch)]
+    sync()
     start = time.perf_counter()
     if kind == "forward":
         with torch.no_grad():
@@ -103,6 +115,7 @@ for line in sys.stdin:
         net.zero_grad(set_to_none=True)
         loss = F.binary_cross_entropy_with_logits(net.head(t), target)
         loss.backward()
+    sync()
     print(f"{time.perf_counter() - start} {peak_mib()}", flush=True)
 "#;
 
@@ -157,9 +170,13 @@ fn gemm_peak(device: &Device) -> Result<f64> {
     let a = Tensor::randn(0f32, 1.0, (n, n), device)?;
     let b = Tensor::randn(0f32, 1.0, (n, n), device)?;
     a.matmul(&b)?; // warm-up
+    device.synchronize()?;
     let mut seconds = f64::INFINITY;
     for _ in 0..REPEATS {
-        seconds = seconds.min(timed(|| Ok(a.matmul(&b).map(drop)?))?);
+        let start = Instant::now();
+        a.matmul(&b)?;
+        device.synchronize()?;
+        seconds = seconds.min(start.elapsed().as_secs_f64());
     }
     Ok(2.0 * (n * n * n) as f64 / seconds / 1e9)
 }
@@ -207,10 +224,17 @@ impl Timing {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    let device = Device::Cpu;
+    let device = colorize_model::parse_device(&args.device)?;
     let threads = rayon::current_num_threads();
     let model = Colorizer::new(&embedded_trunk(), HeadConfig::default(), 1, &device)?;
-    let mut peer = if args.no_peer { None } else { PytorchPeer::start(threads) };
+    let mut peer = if args.no_peer { None } else { PytorchPeer::start(threads, &args.device) };
+    // One run of `work`, finished on the device, in seconds.
+    let timed = |work: &dyn Fn() -> Result<()>| -> Result<f64> {
+        let start = Instant::now();
+        work()?;
+        device.synchronize()?;
+        Ok(start.elapsed().as_secs_f64())
+    };
     let mut rows = Vec::new();
     for (side, batch) in ROWS {
         let (forward_work, step_work) = gflop_per_image(side);
@@ -224,9 +248,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let mut forward = Timing::default();
         let mut step = Timing::default();
         for _ in 0..REPEATS {
-            forward.ours(timed(|| Ok(model.predict(&y).map(drop)?))?);
+            forward.ours(timed(&|| Ok(model.predict(&y).map(drop)?))?);
             forward.peer(peer.as_mut().map(|p| p.time("forward", side, batch)));
-            step.ours(timed(|| {
+            step.ours(timed(&|| {
                 let t = model.hypercolumn_parts(&y)?;
                 let supervision = Supervision::Dense { hypercolumn: &t, targets: &targets, qssim: None };
                 let step = head_gradients(model.head(), supervision, &objective)?;
@@ -235,8 +259,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             })?);
             step.peer(peer.as_mut().map(|p| p.time("step", side, batch)));
         }
-        rows.push(row(format!("forward {side} {batch}"), forward, batch, forward_work));
-        rows.push(row(format!("step {side} {batch}"), step, batch, step_work));
+        rows.push(row(format!("forward {side} {batch}"), forward, batch, forward_work, &device));
+        rows.push(row(format!("step {side} {batch}"), step, batch, step_work, &device));
 
         // Sampled-pixel training: one pixel in 64.
         let per_image = side * side / 64;
@@ -245,13 +269,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let step = sampled_gradients(&model, &y, &pixels, &vec![128; 2 * pixels.len()], &objective)?;
         anyhow::ensure!(step.loss.is_finite(), "the sampled step's loss is not finite");
         let unknown = Gflop { dense: f64::NAN, ours: f64::NAN };
+        device.synchronize()?;
         let sampled = Timing { ours: start.elapsed().as_secs_f64(), ..Timing::default() };
-        rows.push(row(format!("sampled {side} {batch}"), sampled, batch, unknown));
+        rows.push(row(format!("sampled {side} {batch}"), sampled, batch, unknown, &device));
     }
 
     let peak = gemm_peak(&device)?;
-    println!("bench model: trunk + hypercolumn + 451->128->16->2 head, random input, f32, {threads} threads");
-    println!("machine peak: {peak:.1} GFLOP/s (f32 2048 x 2048 matrix product, gemm with AVX-512, {threads} threads)");
+    let on = if device.is_cpu() { format!("{threads} threads") } else { format!("{}, TF32 off", args.device) };
+    println!("bench model: trunk + hypercolumn + 451->128->16->2 head, random input, f32, {on}");
+    if let Some(version) = peer.as_mut().and_then(|p| p.version.clone()) {
+        println!("peer: PyTorch {version} (pinned in the bench venv: {TORCH})");
+    }
+    println!("machine peak: {peak:.1} GFLOP/s (f32 2048 x 2048 matrix product, {on})");
     println!(
         "{:<38} {:>10} {:>8} {:>6} {:>8} | {:>11} {:>8} {:>6} {:>8} | {:>6}",
         "row", "ours img/s", "GFLOP/s", "% peak", "peak MiB", "torch img/s", "GFLOP/s", "% peak", "peak MiB", "ratio"
@@ -299,15 +328,14 @@ fn number(x: f64, decimals: usize) -> String {
     }
 }
 
-/// One run of `work`, in seconds.
-fn timed(work: impl FnOnce() -> Result<()>) -> Result<f64> {
-    let start = Instant::now();
-    work()?;
-    Ok(start.elapsed().as_secs_f64())
-}
-
-fn row(name: String, timing: Timing, batch: usize, gflop_per_image: Gflop) -> Row {
-    Row { name, batch, timing, peak_mib: peak_mib(), gflop_per_image }
+/// A row, with our peak memory so far: resident on the CPU, held on a GPU
+/// (nvidia-smi, at the end of the row).
+fn row(name: String, timing: Timing, batch: usize, gflop_per_image: Gflop, device: &Device) -> Row {
+    let peak_mib = match device.is_cuda() {
+        true => crate::gpu_memory_of_this_process().map_or(f64::NAN, |m| m as f64),
+        false => peak_mib(),
+    };
+    Row { name, batch, timing, peak_mib, gflop_per_image }
 }
 
 /// PyTorch in a child process, timing one run per request (see `PEER`).
@@ -315,25 +343,35 @@ struct PytorchPeer {
     child: Child,
     requests: ChildStdin,
     answers: BufReader<ChildStdout>,
+    /// torch.__version__, as the peer reports it first.
+    version: Option<String>,
 }
+
+/// The PyTorch the bench installs: pinned, so that a rerun compares with the
+/// same peer.
+const TORCH: &str = "torch==2.15.0";
 
 impl PytorchPeer {
     /// None, with a message, when PyTorch cannot be installed or started
     /// (PyPI's Linux wheel brings gigabytes of CUDA libraries).
-    fn start(threads: usize) -> Option<PytorchPeer> {
-        let started = python_with(&["torch", "numpy"]).and_then(|python| {
+    fn start(threads: usize, device: &str) -> Option<PytorchPeer> {
+        let started = python_with(&[TORCH, "numpy"]).and_then(|python| {
             let script = std::env::temp_dir().join(format!("colorize-bench-peer-{}.py", std::process::id()));
             std::fs::write(&script, PEER)?;
             let mut child = Command::new(python)
                 .arg(&script)
                 .arg(threads.to_string())
+                .arg(device)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()
                 .context("starting the PyTorch peer")?;
             let requests = child.stdin.take().context("the peer's stdin")?;
-            let answers = BufReader::new(child.stdout.take().context("the peer's stdout")?);
-            Ok(PytorchPeer { child, requests, answers })
+            let mut answers = BufReader::new(child.stdout.take().context("the peer's stdout")?);
+            let mut version = String::new();
+            answers.read_line(&mut version)?;
+            let version = Some(version.trim().to_string()).filter(|v| !v.is_empty());
+            Ok(PytorchPeer { child, requests, answers, version })
         });
         match started {
             Ok(peer) => Some(peer),

@@ -156,6 +156,7 @@ impl<'a> Session<'a> {
         let trunk = resolve_trunk(experiment.model.trunk_weights.as_deref())?;
         let mut model = Colorizer::new(&trunk, experiment.model.head, cfg.seed, &options.device)?;
         model.set_input_side(side.get());
+        model.set_trunk_dtype(experiment.model.trunk_dtype)?;
         let mut optimizer = Sgd::new(&cfg.optimizer);
         // The bins loss's soft encoding: fixed by the config, needed by a
         // fresh head's prior and by every step.
