@@ -266,6 +266,10 @@ pub struct BenchArgs {
     /// Measure this project only (`model`: PyTorch is a multi-gigabyte install).
     #[arg(long)]
     pub no_peer: bool,
+    /// `model`: a table per convolution layer (time and GFLOP/s, both
+    /// sides) at 224, batch 1, instead of the whole network's rows.
+    #[arg(long)]
+    pub layers: bool,
     /// `model`: the device, cpu or cuda:N (PyTorch runs on the same one).
     #[arg(long, default_value = "cpu")]
     pub device: String,

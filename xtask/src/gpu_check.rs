@@ -48,6 +48,7 @@ pub fn run(args: GpuCheckArgs) -> Result<()> {
             source: None,
             size: None,
             no_peer: args.no_peer,
+            layers: false,
             device: args.device.clone(),
         };
         crate::bench::run(bench)?;

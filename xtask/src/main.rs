@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 fn main() {
+    keep_freed_memory();
     let flags = flags::Xtask::parse();
     if let Err(err) = run(flags) {
         eprintln!("error: {err}");
@@ -64,7 +65,12 @@ fn run(flags: flags::Xtask) -> Result<()> {
 }
 
 /// The workspace root: configs' relative paths are relative to it.
+/// The workspace root: where this binary was built, or where `COLORIZE_ROOT`
+/// says (binaries carried to another machine, `scripts/build-gpu.sh`).
 pub fn project_root() -> PathBuf {
+    if let Some(root) = std::env::var_os("COLORIZE_ROOT") {
+        return PathBuf::from(root);
+    }
     // tidy: a compile-time path with a parent.
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace root").to_path_buf()
 }
@@ -112,6 +118,22 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
         flag
     })
     .clone()
+}
+
+/// Large buffers (a step's intermediates are tens of MB) come from the heap
+/// and go back to it, instead of glibc's default of a fresh `mmap` for
+/// anything over 32 MB and `munmap` on free: every such buffer's pages were
+/// then faulted in and zeroed by the kernel again on every use (12% of a
+/// forward pass at 224 was the kernel clearing pages). Memory freed stays
+/// with the process for the next step.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
 }
 
 /// This process's peak resident memory (Linux's VmHWM), for the summaries

@@ -13,9 +13,18 @@ use std::path::{Path, PathBuf};
 pub const HUB_REPO: &str = "timm/vgg16.tv_in1k";
 pub const HUB_FILE: &str = "model.safetensors";
 
+/// The folder of the embedded weights: this crate's `assets/`, or where
+/// `COLORIZE_ASSETS` says (binaries carried to another machine).
+pub fn assets_dir() -> PathBuf {
+    match std::env::var_os("COLORIZE_ASSETS") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("assets"),
+    }
+}
+
 /// The offline trunk shipped with the project (see `assets/README.md`).
 pub fn embedded_trunk() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/vgg16-trunk-hed.safetensors")
+    assets_dir().join("vgg16-trunk-hed.safetensors")
 }
 
 /// The side the embedded head was trained at (`configs/embedded.toml`).
@@ -23,7 +32,7 @@ pub const EMBEDDED_HEAD_SIDE: u32 = 64;
 
 /// The project's trained head, when one has been committed.
 pub fn embedded_head() -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/colorizer-head.safetensors");
+    let path = assets_dir().join("colorizer-head.safetensors");
     path.is_file().then_some(path)
 }
 

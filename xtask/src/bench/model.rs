@@ -94,7 +94,24 @@ def peak_mib():
 net = Net().to(device)
 inputs = {}
 print(torch.__version__, flush=True)
+convs = {}
 for line in sys.stdin:
+    if line.startswith("conv "):
+        # "conv CIN COUT K SIDE BATCH": one convolution, no gradient.
+        cin, cout, k, side, batch = map(int, line.split()[1:])
+        key = (cin, cout, k, side, batch)
+        if key not in convs:
+            convs[key] = (torch.randn(batch, cin, side, side, device=device),
+                          torch.randn(cout, cin, k, k, device=device), torch.randn(cout, device=device))
+        x, w, b = convs[key]
+        with torch.no_grad():
+            F.conv2d(x, w, b, padding=k // 2)  # warm-up
+            sync()
+            start = time.perf_counter()
+            F.conv2d(x, w, b, padding=k // 2)
+            sync()
+        print(f"{time.perf_counter() - start} {peak_mib()}", flush=True)
+        continue
     kind, side, batch = line.split()
     side, batch = int(side), int(batch)
     if (side, batch) not in inputs:
@@ -228,6 +245,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let threads = rayon::current_num_threads();
     let model = Colorizer::new(&embedded_trunk(), HeadConfig::default(), 1, &device)?;
     let mut peer = if args.no_peer { None } else { PytorchPeer::start(threads, &args.device) };
+    if args.layers {
+        return layers(&device, peer.as_mut());
+    }
     // One run of `work`, finished on the device, in seconds.
     let timed = |work: &dyn Fn() -> Result<()>| -> Result<f64> {
         let start = Instant::now();
@@ -319,6 +339,86 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// The network's convolutions one by one at 224, batch 1: (name, cin,
+/// cout, k, side).
+const LAYERS: [(&str, usize, usize, usize, usize); 10] = [
+    ("conv1_1", 3, 64, 3, 224),
+    ("conv1_2", 64, 64, 3, 224),
+    ("conv2_1", 64, 128, 3, 112),
+    ("conv2_2", 128, 128, 3, 112),
+    ("conv3_1", 128, 256, 3, 56),
+    ("conv3_2", 256, 256, 3, 56),
+    ("conv3_3", 256, 256, 3, 56),
+    ("head conv1 (451->128)", 451, 128, 3, 224),
+    ("head conv2 (128->16)", 128, 16, 3, 224),
+    ("head out (144->2, 1x1)", 144, 2, 1, 224),
+];
+
+/// `bench model --layers`: each convolution's forward on both sides, the
+/// fastest of `REPEATS` alternating runs, with its GFLOP/s. Ours runs the
+/// head's first convolution on the hypercolumn's parts (`first_conv`),
+/// PyTorch on the dense hypercolumn: their GFLOP differ, their times compare.
+fn layers(device: &Device, mut peer: Option<&mut PytorchPeer>) -> Result<()> {
+    use candle_core::Module;
+    let peak = gemm_peak(device)?;
+    println!("bench model --layers: each convolution's forward at 224, batch 1, f32; peak {peak:.1} GFLOP/s");
+    println!(
+        "{:<24} {:>9} {:>9} {:>7} | {:>9} {:>9} {:>7} | {:>6}",
+        "layer", "ours ms", "GFLOP/s", "% peak", "torch ms", "GFLOP/s", "% peak", "ratio"
+    );
+    let random = |dims: &[usize]| Tensor::randn(0f32, 1.0, dims, device);
+    let (mut ours_total, mut peer_total) = (0.0, 0.0);
+    for (name, cin, cout, k, side) in LAYERS {
+        let conv = colorize_model::conv::Conv2d::new(random(&[cout, cin, k, k])?, random(&[cout])?)?;
+        let dense_gflop = 2.0 * (cin * cout * k * k * side * side) as f64 / 1e9;
+        let first = cin == 451;
+        let parts = colorize_model::hypercolumn::HypercolumnParts {
+            full: random(&[1, 67, side, side])?,
+            coarse: vec![random(&[1, 128, side / 2, side / 2])?, random(&[1, 256, side / 4, side / 4])?],
+        };
+        let x = if first { parts.full.clone() } else { random(&[1, cin, side, side])? };
+        let run = || -> Result<()> {
+            match first {
+                true => drop(colorize_model::kernels::first_conv::first_conv(&conv, &parts)?),
+                false => drop(conv.forward(&x)?),
+            }
+            device.synchronize()?;
+            Ok(())
+        };
+        run()?; // warm-up
+        let (mut ours, mut theirs) = (f64::INFINITY, f64::INFINITY);
+        for _ in 0..REPEATS {
+            let start = Instant::now();
+            run()?;
+            ours = ours.min(start.elapsed().as_secs_f64());
+            if let Some(peer) = peer.as_deref_mut() {
+                theirs = theirs.min(peer.time_conv(cin, cout, k, side)?);
+            }
+        }
+        let ours_gflop = if first {
+            let conv = |cin: usize, s: usize| 2.0 * (cin * cout * k * k * s * s) as f64 / 1e9;
+            conv(67, side) + conv(128, side / 2) + conv(256, side / 4)
+        } else {
+            dense_gflop
+        };
+        ours_total += ours;
+        peer_total += theirs;
+        println!(
+            "{:<24} {:>9.2} {:>9.1} {:>7.0} | {:>9} {:>9} {:>7} | {:>6}",
+            name,
+            1e3 * ours,
+            ours_gflop / ours,
+            100.0 * ours_gflop / ours / peak,
+            number(1e3 * theirs, 2),
+            number(dense_gflop / theirs, 1),
+            number(100.0 * dense_gflop / theirs / peak, 0),
+            number(theirs / ours, 2) + if theirs.is_finite() { "x" } else { "" },
+        );
+    }
+    println!("{:<24} {:>9.2} {:>27} | {:>9}", "all layers", 1e3 * ours_total, "", number(1e3 * peer_total, 2));
+    Ok(())
+}
+
 /// `x` with `decimals`, or "-" where there is no value.
 fn number(x: f64, decimals: usize) -> String {
     if x.is_finite() {
@@ -380,6 +480,17 @@ impl PytorchPeer {
                 None
             }
         }
+    }
+
+    /// Seconds of one convolution's forward (batch 1, 'same' padding).
+    fn time_conv(&mut self, cin: usize, cout: usize, k: usize, side: usize) -> Result<f64> {
+        writeln!(self.requests, "conv {cin} {cout} {k} {side} 1")?;
+        self.requests.flush()?;
+        let mut line = String::new();
+        if self.answers.read_line(&mut line)? == 0 {
+            anyhow::bail!("the PyTorch peer stopped (its error is above)");
+        }
+        line.split_whitespace().next().and_then(|s| s.parse().ok()).context("the peer's answer")
     }
 
     /// (seconds, peak MiB) of one run of `kind` ("forward" or "step").
