@@ -32,7 +32,7 @@ ln -s libcuda.so.1 "$LINK/libcuda.so"
 # The wheels ship versioned names only (libcublas.so.13): the linker's -lX
 # wants libX.so.
 for lib in nvrtc curand cublas cublasLt cudnn cudart; do
-  found="$(IFS=:; for d in $CUDA_LIB_DIRS; do ls "$d"/lib$lib.so.* 2>/dev/null; done | sort | head -1)"
+  found="$(IFS=:; find $CUDA_LIB_DIRS -maxdepth 1 -name "lib$lib.so.*" | sort | head -n 1)"
   [[ -n "$found" ]] || { echo "no lib$lib in the wheels ($CUDA_LIB_DIRS)" >&2; exit 1; }
   ln -sf "$found" "$LINK/lib$lib.so"
 done
@@ -63,5 +63,8 @@ export COLORIZE_ROOT="$here" COLORIZE_ASSETS="$here/assets"
 exec "$here/xtask" gpu-check "$@"
 LAUNCHER
 chmod +x "$BUNDLE/gpu-check.sh"
-du -sh "$BUNDLE"
-echo "bundle: $BUNDLE (there: ./gpu-check.sh --device cuda:0)"
+# Compressed to travel (xtask carries candle's PTX as text: 63 MB, 18 MB
+# compressed; the machines' carry limit is 64 MiB).
+tar -C "$(dirname "$BUNDLE")" -cJf "$BUNDLE.tar.xz" "$(basename "$BUNDLE")"
+du -sh "$BUNDLE" "$BUNDLE.tar.xz"
+echo "bundle: $BUNDLE.tar.xz (there: tar -xJf gpu-bundle.tar.xz && gpu-bundle/gpu-check.sh --device cuda:0)"

@@ -13,23 +13,19 @@
 # CUDA_COMPUTE_CAP defaults to 90 (H100/H200); set it for your card.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RELEASE="13.0.*"
 VENV="${CUDA_VENV:-$PWD/target/cuda-venv}"
-packages=(nvidia-cuda-nvcc nvidia-cuda-runtime nvidia-cuda-crt nvidia-cuda-cccl nvidia-nvvm)
+# CUDA 13.0 update 2, every part pinned (the libraries number themselves).
+packages=(
+  nvidia-cuda-nvcc==13.0.88 nvidia-cuda-runtime==13.0.96 nvidia-cuda-crt==13.0.88
+  nvidia-cuda-cccl==13.0.85 nvidia-nvvm==13.0.88
+)
 if [[ "${1:-}" == "--libs" ]]; then
-  packages+=(nvidia-cuda-nvrtc nvidia-curand nvidia-cublas nvidia-cudnn-cu13)
+  packages+=(nvidia-cuda-nvrtc==13.0.88 nvidia-curand==10.4.0.35 nvidia-cublas==13.0.2.14 nvidia-cudnn-cu13==9.13.1.26)
 fi
-pinned=()
-for p in "${packages[@]}"; do
-  case "$p" in
-    nvidia-cudnn-cu13) pinned+=("$p==9.*") ;;  # cuDNN has its own numbering; 9.x is built for CUDA 13
-    *) pinned+=("$p==$RELEASE") ;;
-  esac
-done
 if [[ ! -x "$VENV/bin/python" ]]; then
   python3 -m venv "$VENV" >&2
 fi
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${pinned[@]}" >&2
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${packages[@]}" >&2
 CU="$("$VENV/bin/python" -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13"))')"
 echo "export CUDA_ROOT='$CU' CUDA_PATH='$CU' PATH='$CU/bin':\"\$PATH\" CUDA_COMPUTE_CAP='${CUDA_COMPUTE_CAP:-90}'"
 if [[ "${1:-}" == "--libs" ]]; then
