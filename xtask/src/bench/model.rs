@@ -240,14 +240,36 @@ impl Timing {
     }
 }
 
+/// The rows (forward, training step, sampled step at each size), then the
+/// table.
 pub fn run(args: &BenchArgs) -> Result<()> {
     let device = colorize_model::parse_device(&args.device)?;
     let threads = rayon::current_num_threads();
-    let model = Colorizer::new(&embedded_trunk(), HeadConfig::default(), 1, &device)?;
     let mut peer = if args.no_peer { None } else { PytorchPeer::start(threads, &args.device) };
     if args.layers {
         return layers(&device, peer.as_mut());
     }
+    let model = Colorizer::new(&embedded_trunk(), HeadConfig::default(), 1, &device)?;
+    let mut rows = Vec::new();
+    for (side, batch) in ROWS {
+        rows.extend(measure(&model, side, batch, peer.as_mut())?);
+    }
+    let peak = gemm_peak(&device)?;
+    let on = if device.is_cpu() { format!("{threads} threads") } else { format!("{}, TF32 off", args.device) };
+    println!("bench model: trunk + hypercolumn + 451->128->16->2 head, random input, f32, {on}");
+    if let Some(version) = peer.as_ref().and_then(|p| p.version.clone()) {
+        println!("peer: PyTorch {version} (pinned in the bench venv: {TORCH})");
+    }
+    println!("machine peak: {peak:.1} GFLOP/s (f32 2048 x 2048 matrix product, {on})");
+    print_rows(&rows, peak);
+    Ok(())
+}
+
+/// One size's rows: the forward and the training step (fastest of
+/// `REPEATS`, ours and PyTorch's alternating, so that both see the machine
+/// in the same state), and a step on sampled pixels (one in 64; ours only).
+fn measure(model: &Colorizer, side: usize, batch: usize, mut peer: Option<&mut PytorchPeer>) -> Result<Vec<Row>> {
+    let device = model.device();
     // One run of `work`, finished on the device, in seconds.
     let timed = |work: &dyn Fn() -> Result<()>| -> Result<f64> {
         let start = Instant::now();
@@ -255,57 +277,44 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         device.synchronize()?;
         Ok(start.elapsed().as_secs_f64())
     };
-    let mut rows = Vec::new();
-    for (side, batch) in ROWS {
-        let (forward_work, step_work) = gflop_per_image(side);
-        let gray = vec![128u8; batch * side * side];
-        let y = model.gray_tensor(&gray, batch, side, side)?;
-        let objective = Objective::Uv(Loss::Bce);
-        let targets = objective.targets(&vec![128u8; batch * 2 * side * side], (batch, side, side), &device)?;
-        model.predict(&y)?; // warm-up
-                            // Ours and PyTorch's runs alternate, so that both see the machine
-                            // in the same state; each keeps its fastest.
-        let mut forward = Timing::default();
-        let mut step = Timing::default();
-        for _ in 0..REPEATS {
-            forward.ours(timed(&|| Ok(model.predict(&y).map(drop)?))?);
-            forward.peer(peer.as_mut().map(|p| p.time("forward", side, batch)));
-            step.ours(timed(&|| {
-                let t = model.hypercolumn_parts(&y)?;
-                let supervision = Supervision::Dense { hypercolumn: &t, targets: &targets, qssim: None };
-                let step = head_gradients(model.head(), supervision, &objective)?;
-                anyhow::ensure!(step.loss.is_finite(), "the training step's loss is not finite");
-                Ok(())
-            })?);
-            step.peer(peer.as_mut().map(|p| p.time("step", side, batch)));
-        }
-        rows.push(row(format!("forward {side} {batch}"), forward, batch, forward_work, &device));
-        rows.push(row(format!("step {side} {batch}"), step, batch, step_work, &device));
-
-        // Sampled-pixel training: one pixel in 64.
-        let per_image = side * side / 64;
-        let start = Instant::now();
-        let pixels = sample_pixels(batch, side, per_image, 1, 0);
-        let step = sampled_gradients(&model, &y, &pixels, &vec![128; 2 * pixels.len()], &objective)?;
+    let (forward_work, step_work) = gflop_per_image(side);
+    let y = model.gray_tensor(&vec![128u8; batch * side * side], batch, side, side)?;
+    let objective = Objective::Uv(Loss::Bce);
+    let targets = objective.targets(&vec![128u8; batch * 2 * side * side], (batch, side, side), device)?;
+    model.predict(&y)?; // warm-up
+    let (mut forward, mut step) = (Timing::default(), Timing::default());
+    for _ in 0..REPEATS {
+        forward.ours(timed(&|| Ok(model.predict(&y).map(drop)?))?);
+        forward.peer(peer.as_deref_mut().map(|p| p.time("forward", side, batch)));
+        step.ours(timed(&|| {
+            let t = model.hypercolumn_parts(&y)?;
+            let supervision = Supervision::Dense { hypercolumn: &t, targets: &targets, qssim: None };
+            let step = head_gradients(model.head(), supervision, &objective)?;
+            anyhow::ensure!(step.loss.is_finite(), "the training step's loss is not finite");
+            Ok(())
+        })?);
+        step.peer(peer.as_deref_mut().map(|p| p.time("step", side, batch)));
+    }
+    let sampled = timed(&|| {
+        let pixels = sample_pixels(batch, side, side * side / 64, 1, 0);
+        let step = sampled_gradients(model, &y, &pixels, &vec![128; 2 * pixels.len()], &objective)?;
         anyhow::ensure!(step.loss.is_finite(), "the sampled step's loss is not finite");
-        let unknown = Gflop { dense: f64::NAN, ours: f64::NAN };
-        device.synchronize()?;
-        let sampled = Timing { ours: start.elapsed().as_secs_f64(), ..Timing::default() };
-        rows.push(row(format!("sampled {side} {batch}"), sampled, batch, unknown, &device));
-    }
+        Ok(())
+    })?;
+    let unknown = Gflop { dense: f64::NAN, ours: f64::NAN };
+    Ok(vec![
+        row(format!("forward {side} {batch}"), forward, batch, forward_work, device),
+        row(format!("step {side} {batch}"), step, batch, step_work, device),
+        row(format!("sampled {side} {batch}"), Timing { ours: sampled, ..Timing::default() }, batch, unknown, device),
+    ])
+}
 
-    let peak = gemm_peak(&device)?;
-    let on = if device.is_cpu() { format!("{threads} threads") } else { format!("{}, TF32 off", args.device) };
-    println!("bench model: trunk + hypercolumn + 451->128->16->2 head, random input, f32, {on}");
-    if let Some(version) = peer.as_mut().and_then(|p| p.version.clone()) {
-        println!("peer: PyTorch {version} (pinned in the bench venv: {TORCH})");
-    }
-    println!("machine peak: {peak:.1} GFLOP/s (f32 2048 x 2048 matrix product, {on})");
+fn print_rows(rows: &[Row], peak: f64) {
     println!(
         "{:<38} {:>10} {:>8} {:>6} {:>8} | {:>11} {:>8} {:>6} {:>8} | {:>6}",
         "row", "ours img/s", "GFLOP/s", "% peak", "peak MiB", "torch img/s", "GFLOP/s", "% peak", "peak MiB", "ratio"
     );
-    for r in &rows {
+    for r in rows {
         let label = match r.name.split(' ').collect::<Vec<_>>().as_slice() {
             ["forward", s, b] => format!("forward {s} batch {b}"),
             ["step", s, b] => format!("training step {s} batch {b}"),
@@ -315,7 +324,6 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let batch = r.batch as f64;
         let (images_per_s, peer_ips) = (batch / r.timing.ours, batch / r.timing.peer);
         let peer_ips = if peer_ips > 0.0 { peer_ips } else { f64::NAN };
-        let peer_peak = r.timing.peer_peak_mib;
         let ours = images_per_s * r.gflop_per_image.ours;
         let theirs = peer_ips * r.gflop_per_image.dense;
         println!(
@@ -328,7 +336,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             number(peer_ips, 2),
             number(theirs, 1),
             number(100.0 * theirs / peak, 0),
-            number(peer_peak, 0),
+            number(r.timing.peer_peak_mib, 0),
             number(images_per_s / peer_ips, 2) + if peer_ips.is_nan() { "" } else { "x" },
         );
     }
@@ -336,7 +344,6 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     println!("parts (at 224: 13 GFLOP where the dense hypercolumn takes 52).");
     println!("forward and step rows: the fastest of {REPEATS} runs on each side, ours and PyTorch's alternating.");
     println!("ratio: our images/s over PyTorch's (above 1: this project is faster); -: no counterpart");
-    Ok(())
 }
 
 /// The network's convolutions one by one at 224, batch 1: (name, cin,
