@@ -38,8 +38,18 @@ impl StepGradients {
         }
         let mut names: Vec<&String> = self.grads.keys().collect();
         names.sort();
-        for name in names {
-            if !crate::checkpoint::is_finite(&self.grads[name])? {
+        // One number for all of them, summed on the device: a step copies
+        // back only its loss and this (on a GPU every copy is a sync).
+        let sums =
+            names.iter().map(|n| self.grads[*n].abs()?.sum_all()?.to_dtype(DType::F64)).collect::<Result<Vec<_>>>()?;
+        if let Some(first) = sums.first() {
+            let total = sums[1..].iter().try_fold(first.clone(), |acc, s| acc + s)?;
+            if total.to_scalar::<f64>()?.is_finite() {
+                return Ok(None);
+            }
+        }
+        for (name, sum) in names.iter().zip(&sums) {
+            if !sum.to_scalar::<f64>()?.is_finite() {
                 return Ok(Some(format!("the gradient of {name} is not finite")));
             }
         }
