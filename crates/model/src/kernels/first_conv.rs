@@ -22,7 +22,7 @@
 
 use super::buffers::zeroed;
 use super::channels_last::{add_channels_last, to_channels_last};
-use super::resample::{column_operator, row_operator};
+use super::resample::{add_rows_channels_first, column_operator, row_operator};
 use super::weight_gradient::weight_gradient;
 use crate::conv::Conv2d;
 use crate::hypercolumn::HypercolumnParts;
@@ -73,14 +73,23 @@ pub fn first_conv(conv: &Conv2d, parts: &HypercolumnParts) -> Result<Tensor> {
     // Image by image: the intermediate buffers stay a few MB (at 128 px,
     // batch 8, whole-batch buffers made the forward 10% slower).
     for i in 0..n {
-        // Both coarse parts land in one channels-last buffer [Y, X, c1].
-        let upsampled = Tensor::from_vec(zeroed(h * w * c1), (1, h, w * c1), weight.device())?;
-        for (part, taps, columns, rows) in &coarse {
+        let mut by_columns = Vec::with_capacity(coarse.len());
+        for (part, taps, columns, _) in &coarse {
             let products = channels_last(&part.narrow(0, i, 1)?)?.matmul(taps)?; // [ph·pw, (ky, kx, c1)] = [ph, (x, ky, kx), c1]
-            let by_column = columns.apply(&products, c1)?; // [ph, (ky, X), c1] = [(y, ky), X·c1]
-            rows.accumulate(&by_column, w * c1, &upsampled)?; // [Y, X·c1]
+            by_columns.push(columns.apply(&products, c1)?); // [ph, (ky, X), c1] = [(y, ky), X·c1]
         }
-        add_channels_last(&sum.narrow(0, i, 1)?, &upsampled.reshape((1, h, w, c1))?)?;
+        let sum_i = sum.narrow(0, i, 1)?;
+        if let ([a, b], [(_, _, _, rows_a), (_, _, _, rows_b)]) = (&by_columns[..], &coarse[..]) {
+            // The method's two coarse parts: rows and layout in one pass.
+            add_rows_channels_first(&sum_i, [(rows_a, a), (rows_b, b)])?;
+            continue;
+        }
+        // Any other number of parts: into one channels-last buffer [Y, X, c1].
+        let upsampled = Tensor::from_vec(zeroed(h * w * c1), (1, h, w * c1), weight.device())?;
+        for (by_column, (_, _, _, rows)) in by_columns.iter().zip(&coarse) {
+            rows.accumulate(by_column, w * c1, &upsampled)?; // [Y, X·c1]
+        }
+        add_channels_last(&sum_i, &upsampled.reshape((1, h, w, c1))?)?;
     }
     Ok(sum)
 }
