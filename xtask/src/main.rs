@@ -136,18 +136,17 @@ fn keep_freed_memory() {
     }
 }
 
-/// This process's peak resident memory (Linux's VmHWM), for the summaries
-/// of long commands; "unknown" elsewhere.
+/// This process's peak resident memory so far (Linux's VmHWM), in MiB.
+pub fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    Some(kib.trim().trim_end_matches("kB").trim().parse::<f64>().ok()? / 1024.0)
+}
+
+/// `peak_memory_mib` for the summaries of long commands; "unknown" where
+/// the system does not say.
 pub fn peak_memory() -> String {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
-    match kib {
-        Some(kib) => format!("{:.0} MB", kib as f64 / 1024.0),
-        None => "unknown".into(),
-    }
+    peak_memory_mib().map_or_else(|| "unknown".into(), |mib| format!("{mib:.0} MB"))
 }
 
 /// The GPU memory this process holds now, in MiB, from nvidia-smi.

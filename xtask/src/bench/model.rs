@@ -136,16 +136,6 @@ for line in sys.stdin:
     print(f"{time.perf_counter() - start} {peak_mib()}", flush=True)
 "#;
 
-/// Peak resident memory of this process so far (VmHWM), in MiB.
-fn peak_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 /// Arithmetic per image, in GFLOP: as PyTorch computes it (the dense
 /// hypercolumn) and as this project does (the head's first convolution on
 /// the hypercolumn's parts, `first_conv`).
@@ -440,7 +430,7 @@ fn number(x: f64, decimals: usize) -> String {
 fn row(name: String, timing: Timing, batch: usize, gflop_per_image: Gflop, device: &Device) -> Row {
     let peak_mib = match device.is_cuda() {
         true => crate::gpu_memory_of_this_process().map_or(f64::NAN, |m| m as f64),
-        false => peak_mib(),
+        false => crate::peak_memory_mib().unwrap_or(f64::NAN),
     };
     Row { name, batch, timing, peak_mib, gflop_per_image }
 }

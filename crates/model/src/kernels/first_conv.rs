@@ -20,8 +20,7 @@
 //! The parts at full size (the input and conv1_2) go through `Conv2d` as
 //! before. Off the CPU the dense hypercolumn is built and convolved.
 
-use super::buffers::zeroed;
-use super::channels_last::{add_channels_last, to_channels_last};
+use super::channels_last::to_channels_last;
 use super::resample::{add_rows_channels_first, column_operator, row_operator};
 use super::weight_gradient::weight_gradient;
 use crate::conv::Conv2d;
@@ -47,7 +46,9 @@ pub fn weight_gradient_reference(parts: &HypercolumnParts, dy: &Tensor, k: usize
 
 /// conv1 (any odd k, 'same' padding, bias) of the hypercolumn: [n, c1, h, w].
 pub fn first_conv(conv: &Conv2d, parts: &HypercolumnParts) -> Result<Tensor> {
-    if !on_parts(parts) {
+    // The method's hypercolumn has two coarse parts (conv2_2, conv3_3); the
+    // fused row pass is written for exactly two.
+    if !on_parts(parts) || parts.coarse.len() != 2 {
         return reference(conv, parts);
     }
     // No autograd through the passes: the weights' gradient is
@@ -58,10 +59,7 @@ pub fn first_conv(conv: &Conv2d, parts: &HypercolumnParts) -> Result<Tensor> {
     let full_channels = parts.full.dim(1)?;
     let full = Conv2d::new(weight.narrow(1, 0, full_channels)?, conv.bias().detach())?;
     let sum = full.forward(&parts.full)?; // [n, c1, h, w], contiguous
-    if parts.coarse.is_empty() {
-        return Ok(sum);
-    }
-    // [c, (ky, kx, c1)]: every tap's weight for each coarse part's channels.
+                                          // [c, (ky, kx, c1)]: every tap's weight for each coarse part's channels.
     let mut offset = full_channels;
     let mut coarse = Vec::with_capacity(parts.coarse.len());
     for part in &parts.coarse {
@@ -78,18 +76,11 @@ pub fn first_conv(conv: &Conv2d, parts: &HypercolumnParts) -> Result<Tensor> {
             let products = channels_last(&part.narrow(0, i, 1)?)?.matmul(taps)?; // [ph·pw, (ky, kx, c1)] = [ph, (x, ky, kx), c1]
             by_columns.push(columns.apply(&products, c1)?); // [ph, (ky, X), c1] = [(y, ky), X·c1]
         }
-        let sum_i = sum.narrow(0, i, 1)?;
-        if let ([a, b], [(_, _, _, rows_a), (_, _, _, rows_b)]) = (&by_columns[..], &coarse[..]) {
-            // The method's two coarse parts: rows and layout in one pass.
-            add_rows_channels_first(&sum_i, [(rows_a, a), (rows_b, b)])?;
-            continue;
-        }
-        // Any other number of parts: into one channels-last buffer [Y, X, c1].
-        let upsampled = Tensor::from_vec(zeroed(h * w * c1), (1, h, w * c1), weight.device())?;
-        for (by_column, (_, _, _, rows)) in by_columns.iter().zip(&coarse) {
-            rows.accumulate(by_column, w * c1, &upsampled)?; // [Y, X·c1]
-        }
-        add_channels_last(&sum_i, &upsampled.reshape((1, h, w, c1))?)?;
+        let ([a, b], [(_, _, _, rows_a), (_, _, _, rows_b)]) = (&by_columns[..], &coarse[..]) else {
+            candle_core::bail!("first_conv: the fused row pass takes two coarse parts");
+        };
+        // Both parts' row passes and the move to channels-first, in one pass.
+        add_rows_channels_first(&sum.narrow(0, i, 1)?, [(rows_a, a), (rows_b, b)])?;
     }
     Ok(sum)
 }

@@ -7,7 +7,7 @@
 //! columns and one along the rows, each with at most two entries per tap.
 
 use super::buffers::{contiguous_f32, contiguous_f32_mut, zeroed};
-use candle_core::{CpuStorage, CustomOp1, InplaceOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// A sparse matrix M [rows, cols] in compressed rows, applied to a tensor
@@ -63,11 +63,6 @@ impl SparseRows {
         x.apply_op1_no_bwd(&ApplySparseRows { matrix: self, inner })
     }
 
-    /// `into` += `self.apply(x, inner)`, in place (`into` contiguous).
-    pub fn accumulate(&self, x: &Tensor, inner: usize, into: &Tensor) -> Result<()> {
-        into.inplace_op2(x, &ApplySparseRows { matrix: self, inner })
-    }
-
     /// The plain loop behind `apply`: `out` += M · `x`, block by block.
     fn accumulate_slice(&self, x: &[f32], inner: usize, out: &mut [f32]) -> Result<()> {
         let rows = self.rows();
@@ -114,18 +109,6 @@ impl CustomOp1 for ApplySparseRows<'_> {
         let mut out = zeroed(outer * self.matrix.rows() * self.inner);
         self.matrix.accumulate_slice(x, self.inner, &mut out)?;
         Ok((CpuStorage::F32(out), (outer, self.matrix.rows(), self.inner).into()))
-    }
-}
-
-impl InplaceOp2 for ApplySparseRows<'_> {
-    fn name(&self) -> &'static str {
-        "accumulate-sparse-rows"
-    }
-
-    fn cpu_fwd(&self, into: &mut CpuStorage, into_layout: &Layout, x: &CpuStorage, x_layout: &Layout) -> Result<()> {
-        let x = contiguous_f32(x, x_layout, InplaceOp2::name(self))?;
-        let out = contiguous_f32_mut(into, into_layout, InplaceOp2::name(self))?;
-        self.matrix.accumulate_slice(x, self.inner, out)
     }
 }
 
