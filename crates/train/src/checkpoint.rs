@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! checkpoints/step-00000500/head.safetensors       the head's variables (what `colorize --checkpoint` takes)
-//! checkpoints/step-00000500/optimizer.safetensors  momentum buffers, by variable name
+//! checkpoints/step-00000500/optimizer.safetensors  optimizer state (momentum or Adam moments), by variable name
 //! checkpoints/step-00000500/state.json             step, epoch, position, seed, lr, hashes, best score
 //! checkpoints/best/                                 the same, for the best validation QSSIM
 //!                                                   (a link to best-step-NNNNNNNN/, replaced atomically)
@@ -13,7 +13,7 @@
 //! What to keep (`to_delete`) is a pure function of the steps present, so
 //! the policy is tested without tensors.
 
-use crate::optimizer::Sgd;
+use crate::optimizer::Optimizer;
 use candle_core::{Device, Tensor};
 use colorize_model::{Colorizer, HeadConfig};
 use serde::{Deserialize, Serialize};
@@ -74,7 +74,7 @@ pub fn write(
     dir: &Path,
     name: &str,
     model: &Colorizer,
-    optimizer: &Sgd,
+    optimizer: &Optimizer,
     state: &TrainState,
 ) -> Result<PathBuf, CheckpointError> {
     let target = dir.join(name);
@@ -160,7 +160,7 @@ fn sync(path: &Path) -> Result<(), CheckpointError> {
 
 /// Refuses to save a non-finite head variable or momentum buffer: a
 /// checkpoint is always a state training can continue from.
-fn ensure_finite(model: &Colorizer, optimizer: &Sgd) -> Result<(), String> {
+fn ensure_finite(model: &Colorizer, optimizer: &Optimizer) -> Result<(), String> {
     let vars = model.varmap().data().lock().map_err(|_| "the head's variables are poisoned".to_string())?;
     let head = vars.iter().map(|(name, var)| (name, var.as_tensor()));
     for (name, tensor) in head.chain(optimizer.state().iter()) {

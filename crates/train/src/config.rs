@@ -96,7 +96,7 @@ pub struct TrainConfig {
     #[serde(default = "d_seed")]
     pub seed: u64,
     #[serde(default)]
-    pub optimizer: SgdConfig,
+    pub optimizer: OptimizerConfig,
     #[serde(default)]
     pub schedule: ScheduleConfig,
     /// Steps between log lines (loss, learning rate, images/s).
@@ -110,15 +110,38 @@ pub struct TrainConfig {
     pub keep_last: usize,
 }
 
+/// `[train.optimizer]`: SGD (the method's) or Adam, and their terms.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SgdConfig {
+pub struct OptimizerConfig {
+    #[serde(default)]
+    pub kind: OptimizerKind,
     #[serde(default = "d_lr")]
     pub lr: f64,
     #[serde(default = "d_weight_decay")]
     pub weight_decay: f64,
+    /// SGD's momentum.
     #[serde(default)]
     pub momentum: f64,
+    /// Adam's decay rates of the gradient's first and second moments.
+    #[serde(default = "d_betas")]
+    pub betas: [f64; 2],
+    /// Adam's ε, added to the second moment's square root.
+    #[serde(default = "d_eps")]
+    pub eps: f64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// Stochastic gradient descent with momentum (the method's).
+    #[default]
+    Sgd,
+    /// Adam (Kingma and Ba 2015): a step per weight scaled by the gradient's
+    /// own running size, so that layers of very different fan-in (the
+    /// head's first layer reads 451 x 9 inputs, its last 144) learn at one
+    /// learning rate.
+    Adam,
 }
 
 /// Learning rate x `factor` every `every_epochs` epochs, or every
@@ -180,6 +203,12 @@ fn d_keep_last() -> usize {
 fn d_lr() -> f64 {
     0.08
 }
+fn d_betas() -> [f64; 2] {
+    [0.9, 0.999]
+}
+fn d_eps() -> f64 {
+    1e-8
+}
 fn d_weight_decay() -> f64 {
     8e-7
 }
@@ -209,9 +238,16 @@ impl Default for TrainConfig {
     }
 }
 
-impl Default for SgdConfig {
+impl Default for OptimizerConfig {
     fn default() -> Self {
-        SgdConfig { lr: d_lr(), weight_decay: d_weight_decay(), momentum: 0.0 }
+        OptimizerConfig {
+            kind: OptimizerKind::Sgd,
+            lr: d_lr(),
+            weight_decay: d_weight_decay(),
+            momentum: 0.0,
+            betas: d_betas(),
+            eps: d_eps(),
+        }
     }
 }
 
@@ -271,6 +307,16 @@ impl TrainConfig {
         }
         if !(decay >= 0.0 && decay.is_finite()) {
             return out_of_range("train.optimizer.weight_decay", format!("{decay} is out of range: must be >= 0"));
+        }
+        if self.optimizer.kind == OptimizerKind::Adam && momentum != 0.0 {
+            return out_of_range("train.optimizer.momentum", "is SGD's: Adam's are train.optimizer.betas".into());
+        }
+        if let Some(beta) = self.optimizer.betas.iter().find(|b| !(0.0..1.0).contains(*b)) {
+            return out_of_range("train.optimizer.betas", format!("{beta} is out of range: 0 <= beta < 1"));
+        }
+        let eps = self.optimizer.eps;
+        if !(eps > 0.0 && eps.is_finite()) {
+            return out_of_range("train.optimizer.eps", format!("{eps} is out of range: must be positive"));
         }
         if !(factor > 0.0 && factor <= 1.0) {
             return out_of_range("train.schedule.factor", format!("{factor} is out of range: 0 < factor <= 1"));
@@ -438,13 +484,30 @@ mod tests {
         assert_eq!(e.name, "smoke");
         assert_eq!(e.data.source, Path::new("/project/photos"));
         assert_eq!(e.data.size.get(), 224);
-        assert_eq!(e.train.optimizer, SgdConfig { lr: 0.08, weight_decay: 8e-7, momentum: 0.0 });
+        assert_eq!(e.train.optimizer, OptimizerConfig { lr: 0.08, weight_decay: 8e-7, ..Default::default() });
         assert_eq!(e.train.schedule.factor, 0.5);
         assert_eq!(e.train.schedule.every_epochs, 300);
         assert_eq!(e.train.loss, Loss::Bce);
         let again = Experiment::parse(&e.to_toml().unwrap(), "x", Path::new("/elsewhere")).unwrap();
         assert_eq!(again.data, e.data, "absolute paths survive a round trip");
         assert_eq!(again.train, e.train);
+    }
+
+    #[test]
+    fn adam_is_chosen_by_kind_and_refuses_sgd_terms_and_bad_betas() {
+        let adam = format!("{MINIMAL}[train.optimizer]\nkind = \"adam\"\nlr = 0.0003\n");
+        let e = Experiment::parse(&adam, "x", Path::new("/")).unwrap();
+        assert_eq!(e.train.optimizer.kind, OptimizerKind::Adam);
+        assert_eq!(e.train.optimizer.betas, [0.9, 0.999]);
+        let with_momentum = format!("{adam}momentum = 0.9\n");
+        let err = Experiment::parse(&with_momentum, "x", Path::new("/")).unwrap_err();
+        assert!(err.contains("train.optimizer.momentum") && err.contains("betas"), "{err}");
+        let bad_beta = format!("{adam}betas = [0.9, 1.0]\n");
+        let err = Experiment::parse(&bad_beta, "x", Path::new("/")).unwrap_err();
+        assert!(err.contains("train.optimizer.betas") && err.contains("line 7"), "{err}");
+        let bad_kind = format!("{MINIMAL}[train.optimizer]\nkind = \"lbfgs\"\n");
+        let err = Experiment::parse(&bad_kind, "x", Path::new("/")).unwrap_err();
+        assert!(err.contains("lbfgs"), "{err}");
     }
 
     #[test]

@@ -212,20 +212,31 @@ fn loss_falls(name: &str, sampled_pixels: Option<usize>) {
 
 #[test]
 fn an_interrupted_run_resumes_bit_for_bit() {
-    resumes_bit_for_bit("resume", "");
+    resumes_bit_for_bit("resume", "", |_| {});
+}
+
+/// Adam's moments and its step count come back from the checkpoint.
+#[test]
+fn an_interrupted_adam_run_resumes_bit_for_bit() {
+    resumes_bit_for_bit("resume-adam", "", |e| {
+        e.train.optimizer.kind = colorize_train::config::OptimizerKind::Adam;
+        e.train.optimizer.momentum = 0.0;
+        e.train.optimizer.lr = 0.003;
+    });
 }
 
 /// The bins loss's prior and rebalancing weights come back from the head.
 #[test]
 fn an_interrupted_bins_run_resumes_bit_for_bit() {
-    resumes_bit_for_bit("resume-bins", BINS);
+    resumes_bit_for_bit("resume-bins", BINS, |_| {});
 }
 
 const BINS: &str = "loss = \"bins\"\n[train.bins]\nrebalance = 0.5\n";
 
-fn resumes_bit_for_bit(name: &str, train_extra: &str) {
+fn resumes_bit_for_bit(name: &str, train_extra: &str, tweak: fn(&mut Experiment)) {
     let dir = prepare(name);
-    let e = experiment_with(&dir, train_extra, "");
+    let mut e = experiment_with(&dir, train_extra, "");
+    tweak(&mut e);
     let mut short = e.clone();
     short.train.max_steps = Some(16);
     let whole = train(&short, &options(&dir, "whole", Arc::new(AtomicBool::new(false))), &mut |_| {}).unwrap();
@@ -349,7 +360,7 @@ fn a_non_finite_head_is_never_checkpointed() {
     let dir = tempdir("finite");
     let head = HeadConfig { conv1_channels: 4, conv2_channels: 2, ..HeadConfig::default() };
     let model = Colorizer::new(&colorize_model::weights::embedded_trunk(), head, 1, &Device::Cpu).unwrap();
-    let optimizer = colorize_train::optimizer::Sgd::new(&Default::default());
+    let optimizer = colorize_train::optimizer::Optimizer::new(&Default::default());
     let state = TrainState {
         format_version: colorize_train::checkpoint::FORMAT_VERSION,
         step: 3,

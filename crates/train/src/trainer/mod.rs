@@ -17,7 +17,7 @@ use crate::bin_loss::{BinObjective, SoftEncoding};
 use crate::checkpoint::{self, TrainState};
 use crate::config::Loss;
 use crate::loss::Objective;
-use crate::optimizer::Sgd;
+use crate::optimizer::Optimizer;
 use crate::qssim_loss::QssimTerm;
 use crate::run::MetricsLog;
 use crate::sampling::{sample_pixels, targets_at};
@@ -127,7 +127,7 @@ struct Session<'a> {
     per_epoch: u64,
     total_steps: u64,
     model: Colorizer,
-    optimizer: Sgd,
+    optimizer: Optimizer,
     objective: Objective,
     state: TrainState,
     loader: BatchLoader,
@@ -157,7 +157,7 @@ impl<'a> Session<'a> {
         let mut model = Colorizer::new(&trunk, experiment.model.head, cfg.seed, &options.device)?;
         model.set_input_side(side.get());
         model.set_trunk_dtype(experiment.model.trunk_dtype)?;
-        let mut optimizer = Sgd::new(&cfg.optimizer);
+        let mut optimizer = Optimizer::new(&cfg.optimizer);
         // The bins loss's soft encoding: fixed by the config, needed by a
         // fresh head's prior and by every step.
         let encoding =

@@ -6,7 +6,7 @@ use super::fingerprint::{config_hash, whole_config_hash};
 use super::{TrainError, TrainOptions};
 use crate::bin_loss::{bin_frequencies, rebalancing_weights, SoftEncoding};
 use crate::checkpoint::{self, TrainState};
-use crate::optimizer::Sgd;
+use crate::optimizer::Optimizer;
 use crate::run::{git_revision, new_run_path, utc_stamp};
 use crate::Experiment;
 use colorize_data::{Manifest, UvCache};
@@ -91,7 +91,7 @@ pub(super) fn resume_run(
     experiment: &Experiment,
     options: &TrainOptions,
     model: &mut Colorizer,
-    optimizer: &mut Sgd,
+    optimizer: &mut Optimizer,
     manifest_hash: &str,
 ) -> Result<TrainState, TrainError> {
     let resume_err = |reason: String| TrainError::Resume { path: run_dir.to_path_buf(), reason };
