@@ -30,6 +30,7 @@ pub mod relu_backward;
 pub mod resample;
 pub mod standardise;
 pub mod weight_gradient;
+pub mod winograd;
 
 use candle_core::{DType, Tensor};
 use std::cell::Cell;
