@@ -4,8 +4,9 @@
 //! weight and bias whose `forward` is `kernels::convolution::conv2d_same`,
 //! so a faster kernel goes there and nothing here changes.
 
-use crate::kernels::convolution::conv2d_same;
+use crate::kernels::convolution::conv2d_same_prepared;
 use candle_core::{Module, Result, Tensor};
+use std::sync::{Arc, OnceLock};
 
 /// A stride-1 convolution with "same" padding and a bias.
 #[derive(Clone, Debug)]
@@ -14,6 +15,9 @@ pub struct Conv2d {
     weight: Tensor,
     /// [out]
     bias: Tensor,
+    /// For a layer whose weight never changes (`frozen`): the weight as a
+    /// kernel prepares it, made at the first call that needs it.
+    prepared: Option<Arc<OnceLock<Tensor>>>,
 }
 
 impl Conv2d {
@@ -29,7 +33,14 @@ impl Conv2d {
         if bias.dims() != [dims[0]] {
             candle_core::bail!("a convolution bias must be [{}], not {:?}", dims[0], bias.dims());
         }
-        Ok(Conv2d { weight, bias })
+        Ok(Conv2d { weight, bias, prepared: None })
+    }
+
+    /// A convolution whose weight never changes (the trunk's): the kernels
+    /// may keep a transformed copy of it between calls.
+    pub fn frozen(weight: Tensor, bias: Tensor) -> Result<Conv2d> {
+        let conv = Conv2d::new(weight, bias)?;
+        Ok(Conv2d { prepared: Some(Arc::default()), ..conv })
     }
 
     pub fn weight(&self) -> &Tensor {
@@ -44,7 +55,7 @@ impl Conv2d {
 impl Module for Conv2d {
     /// [n, in, h, w] -> [n, out, h, w]
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        conv2d_same(x, &self.weight, &self.bias)
+        conv2d_same_prepared(x, &self.weight, &self.bias, self.prepared.as_deref())
     }
 }
 

@@ -93,7 +93,7 @@ impl Vgg16Trunk {
             .iter()
             .map(|&(i, cin, cout)| {
                 let vb = vb.pp(i.to_string());
-                Conv2d::new(vb.get((cout, cin, 3, 3), "weight")?, vb.get(cout, "bias")?)
+                Conv2d::frozen(vb.get((cout, cin, 3, 3), "weight")?, vb.get(cout, "bias")?)
             })
             .collect::<Result<Vec<_>>>()?;
         // Named by `load` (a trunk built from a bare VarBuilder has no file).
@@ -112,8 +112,11 @@ impl Vgg16Trunk {
             true => t.to_dtype(dtype)?.to_dtype(DType::F32),
             false => t.to_dtype(dtype),
         };
-        let convs =
-            self.convs.iter().map(|c| Conv2d::new(cast(c.weight())?, cast(c.bias())?)).collect::<Result<Vec<_>>>()?;
+        let convs = self
+            .convs
+            .iter()
+            .map(|c| Conv2d::frozen(cast(c.weight())?, cast(c.bias())?))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Vgg16Trunk { convs, identity: self.identity.clone(), precision: dtype })
     }
 

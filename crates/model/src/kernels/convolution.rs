@@ -24,10 +24,23 @@ use super::buffers::{contiguous_f32, zeroed, SharedOut};
 use super::pad::pad_spatial;
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;
+use std::sync::OnceLock;
 
 /// [n, in, h, w] -> [n, out, h, w] for a weight [out, in, k, k] (k odd) and
 /// a bias [out].
 pub fn conv2d_same(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    conv2d_same_prepared(x, weight, bias, None)
+}
+
+/// `conv2d_same` for a weight that does not change between calls: what a
+/// kernel prepares from it (Winograd's transformed weight) is kept in
+/// `prepared`. The caller guarantees the weight is the same at every call.
+pub fn conv2d_same_prepared(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    prepared: Option<&OnceLock<Tensor>>,
+) -> Result<Tensor> {
     let (n, cin, h, w) = x.dims4()?;
     let (cout, _, k, _) = weight.dims4()?;
     if k == 1 {
@@ -44,7 +57,15 @@ pub fn conv2d_same(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor>
         return tap_sum(&padded, weight, bias, (h, w));
     }
     if super::winograd::applies(cin, cout, k, (h, w)) {
-        return super::winograd::conv3x3_same(x, weight, bias);
+        let u = match prepared.map(|cell| (cell, cell.get())) {
+            Some((_, Some(u))) => u.clone(),
+            Some((cell, None)) => {
+                let u = super::winograd::transform_weight(weight)?;
+                cell.get_or_init(|| u).clone()
+            }
+            None => super::winograd::transform_weight(weight)?,
+        };
+        return super::winograd::conv3x3_prepared(x, &u, bias);
     }
     padded.apply_op3_no_bwd(&weight.contiguous()?, bias, &PiecewiseColumns { h, w })
 }
@@ -260,5 +281,14 @@ mod tests {
             .apply_op3_no_bwd(&weight, &bias, &PiecewiseColumns { h: side, w: side })
             .unwrap();
         assert!(max_difference(&dispatched, &columns) < 1e-4);
+        // A frozen layer's transformed weight is made once and reused.
+        let prepared = OnceLock::new();
+        let first = conv2d_same_prepared(&x, &weight, &bias, Some(&prepared)).unwrap();
+        let kept = prepared.get().expect("the transformed weight is kept").clone();
+        assert_eq!(kept.dims(), [16, cout, cin]);
+        let again = conv2d_same_prepared(&x, &weight, &bias, Some(&prepared)).unwrap();
+        assert!(prepared.get().is_some_and(|u| u.id() == kept.id()), "not made again");
+        assert_eq!(max_difference(&first, &dispatched), 0.0);
+        assert_eq!(max_difference(&again, &dispatched), 0.0);
     }
 }
