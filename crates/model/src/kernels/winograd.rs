@@ -187,7 +187,7 @@ impl<T: Tiling> candle_core::CustomOp3 for WinogradOp<T> {
                 let image = &x[i * cin * plane..(i + 1) * cin * plane];
                 let rows = rows_per_piece.min(tiles_y - first);
                 for r in 0..rows {
-                    vectorised::input::<T>(image, (cin, wide, plane), first + r, v, (tiles, r * tiles_x), (e, phases));
+                    transform_input::<T>(image, (cin, wide, plane), first + r, v, (tiles, r * tiles_x), (e, phases));
                 }
                 for xi in 0..positions {
                     // SAFETY: p[ξ] is [cout, tiles] (row stride tiles), u[ξ]
@@ -221,13 +221,7 @@ impl<T: Tiling> candle_core::CustomOp3 for WinogradOp<T> {
                     let ty = first + r;
                     let inside = m.min(h - m * ty);
                     for (o, &b) in bias.iter().enumerate() {
-                        vectorised::output::<T>(
-                            p,
-                            (o, cout),
-                            (tiles, r * tiles_x),
-                            b,
-                            (block_rows, columns, out_phases),
-                        );
+                        transform_output::<T>(p, (o, cout), (tiles, r * tiles_x), b, (block_rows, columns, out_phases));
                         let at = (i * cout + o) * h * w + m * ty * w;
                         for (q, row) in block_rows.chunks_exact(m * tiles_x).take(inside).enumerate() {
                             // SAFETY: image i, channel o, output row m·ty + q
@@ -284,7 +278,6 @@ fn transformed_weight<T: Tiling>(weight: &[f32], cout: usize, cin: usize) -> Vec
 /// rows are `tiles` long. Bᵀ d combines the block's rows, the same for
 /// every tile, so it is done a whole padded row at a time (`e`, A rows of
 /// `wide`); B then combines each tile's columns.
-#[inline(always)]
 fn transform_input<T: Tiling>(
     image: &[f32],
     (cin, wide, plane): (usize, usize, usize),
@@ -345,7 +338,6 @@ fn transform_input<T: Tiling>(
 /// into `block_rows`), Aᵀ P A per tile plus the bias; the row's products
 /// start at `offset` in P's rows of `tiles`. `columns` is scratch for Aᵀ P
 /// [A, tiles_x] and `phases` for each output column of every tile [M, tiles_x].
-#[inline(always)]
 fn transform_output<T: Tiling>(
     p: &[f32],
     (o, cout): (usize, usize),
@@ -381,80 +373,6 @@ fn transform_output<T: Tiling>(
                 pixels[k] = value;
             }
         }
-    }
-}
-
-/// The transforms' loops compiled for AVX2 and FMA where the CPU has them
-/// (the build targets baseline x86-64, whose 4-wide vectors ran the
-/// transforms at a third of the products' time); gemm dispatches its own.
-mod vectorised {
-    use super::{transform_input, transform_output, Tiling};
-
-    fn has_avx2() -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
-    }
-
-    pub(super) fn input<T: Tiling>(
-        image: &[f32],
-        sizes: (usize, usize, usize),
-        ty: usize,
-        v: &mut [f32],
-        at: (usize, usize),
-        scratch: (&mut [f32], &mut [f32]),
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2() {
-            // SAFETY: the CPU has AVX2 and FMA (checked above).
-            return unsafe { input_avx2::<T>(image, sizes, ty, v, at, scratch) };
-        }
-        transform_input::<T>(image, sizes, ty, v, at, scratch)
-    }
-
-    pub(super) fn output<T: Tiling>(
-        p: &[f32],
-        channel: (usize, usize),
-        at: (usize, usize),
-        bias: f32,
-        scratch: (&mut [f32], &mut [f32], &mut [f32]),
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2() {
-            // SAFETY: the CPU has AVX2 and FMA (checked above).
-            return unsafe { output_avx2::<T>(p, channel, at, bias, scratch) };
-        }
-        transform_output::<T>(p, channel, at, bias, scratch)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn input_avx2<T: Tiling>(
-        image: &[f32],
-        sizes: (usize, usize, usize),
-        ty: usize,
-        v: &mut [f32],
-        at: (usize, usize),
-        scratch: (&mut [f32], &mut [f32]),
-    ) {
-        transform_input::<T>(image, sizes, ty, v, at, scratch)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn output_avx2<T: Tiling>(
-        p: &[f32],
-        channel: (usize, usize),
-        at: (usize, usize),
-        bias: f32,
-        scratch: (&mut [f32], &mut [f32], &mut [f32]),
-    ) {
-        transform_output::<T>(p, channel, at, bias, scratch)
     }
 }
 
