@@ -43,8 +43,8 @@ pub enum Command {
     /// throughput and peak memory, and `bench model` against PyTorch there.
     GpuCheck(GpuCheckArgs),
     /// Write a copy of a trained head with other prediction settings
-    /// (--chroma-smoothing, --temperature, --undo-rebalance), chosen on
-    /// held-out pictures with `eval`: the weights are unchanged.
+    /// (--size, --chroma-smoothing, --temperature, --undo-rebalance), chosen
+    /// on held-out pictures with `eval`: the weights are unchanged.
     Retune(RetuneArgs),
 }
 
@@ -56,6 +56,11 @@ pub struct RetuneArgs {
     /// Where the retuned head goes.
     #[arg(long)]
     pub out: PathBuf,
+    /// Side of the square the model sees when it predicts (a multiple of 4),
+    /// recorded in the head for `eval`, `colorize` and `demo`, instead of the
+    /// side it was trained at.
+    #[arg(long)]
+    pub size: Option<u32>,
     #[command(flatten)]
     pub model: ModelArgs,
 }
@@ -143,7 +148,8 @@ pub struct ColorizeArgs {
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// Side of the square the model sees (a multiple of 4). Default: the
-    /// size the head was trained at (its run's config), else 224.
+    /// size the head file records (its training size, unless retuned with
+    /// --size), else its run's config, else 224.
     #[arg(long)]
     pub size: Option<u32>,
     /// Also write a JPEG beside each PNG.
@@ -183,7 +189,8 @@ pub struct EvalArgs {
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// Side of the square the model sees, and of the default comparison.
-    /// Default: the size the head was trained at (its run's config), else 224.
+    /// Default: the size the head file records (its training size, unless
+    /// retuned with --size), else its run's config, else 224.
     #[arg(long)]
     pub size: Option<u32>,
     /// How truths are squared at the model's size: center or squash.

@@ -48,12 +48,14 @@ fn run(flags: flags::Xtask) -> Result<()> {
         flags::Command::Runs(args) => runs::run(args),
         flags::Command::GpuCheck(args) => gpu_check::run(args),
         flags::Command::Retune(args) => {
-            let colorizer = model::load_colorizer(&args.model, args.checkpoint.as_deref())?;
+            let mut colorizer = model::load_colorizer(&args.model, args.checkpoint.as_deref())?;
+            let size = args.size.unwrap_or_else(|| model::default_side(args.checkpoint.as_deref()));
+            colorizer.set_input_side(size)?;
             let out = absolute(&args.out);
             colorizer.save_head(&out)?;
             let c = colorizer.head().config();
             println!(
-                "{}: chroma smoothing σ {}, temperature {}, undo rebalance {}",
+                "{}: size {size}, chroma smoothing σ {}, temperature {}, undo rebalance {}",
                 out.display(),
                 c.chroma_smoothing,
                 c.temperature,

@@ -48,8 +48,9 @@ fn head_path(checkpoint: Option<&Path>) -> Result<PathBuf> {
     })
 }
 
-/// The side the model should see when none is given: the size its head was
-/// trained at, as its file records it. Heads saved before files recorded
+/// The side the model should see when none is given: the size its head file
+/// records (its training size, unless `retune --size` set another). Heads
+/// saved before files recorded
 /// it: for a checkpoint inside a run folder
 /// (`<run>/checkpoints/<name>/head.safetensors`) the run's `data.size`; for
 /// the embedded colorizer, its training size; else 224.

@@ -163,10 +163,15 @@ fn retune_changes_only_the_prediction_settings() {
         out.to_str().unwrap(),
         "--chroma-smoothing",
         "3",
+        "--size",
+        "48",
     ]);
     assert!(run.status.success(), "{}", text(&run.stderr));
     let config = colorize_model::HypercolumnHead::config_of_file(&out).unwrap();
     assert_eq!(config.chroma_smoothing, 3.0);
+    let side = |p: &Path| colorize_model::provenance::HeadProvenance::of_file(p).unwrap().input_side;
+    assert_eq!(side(&out), Some(48), "the prediction side is recorded");
+    assert_ne!(side(&head), Some(48), "the original keeps its own");
     let load = |p: &Path| candle_core::safetensors::load(p, &candle_core::Device::Cpu).unwrap();
     let (before, after) = (load(&head), load(&out));
     for (name, tensor) in &before {
@@ -184,6 +189,9 @@ fn retune_changes_only_the_prediction_settings() {
         "0.5",
     ]);
     assert!(!bad.status.success(), "a (U, V) head has no temperature");
+    let odd =
+        xtask(&["retune", "--checkpoint", head.to_str().unwrap(), "--out", out.to_str().unwrap(), "--size", "30"]);
+    assert!(!odd.status.success() && text(&odd.stderr).contains("multiple of 4"), "{}", text(&odd.stderr));
 }
 
 /// The GPU machine's check, run here on the CPU: the reference path against

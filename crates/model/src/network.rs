@@ -77,12 +77,18 @@ impl Colorizer {
         Ok(())
     }
 
-    /// Records the side of the pictures the head is trained on (saved with it).
-    pub fn set_input_side(&mut self, side: u32) {
+    /// Records the side of the pictures the model sees (saved with the head):
+    /// the side it is trained at, unless `cargo xtask retune --size` chose
+    /// another for prediction.
+    pub fn set_input_side(&mut self, side: u32) -> Result<(), ModelError> {
+        if side < 16 || !side.is_multiple_of(4) {
+            return Err(ModelError::BadSide(side as usize));
+        }
         self.input_side = Some(side);
+        Ok(())
     }
 
-    /// The side the head was trained on, when its file says.
+    /// The side the model sees, when the head's file says.
     pub fn input_side(&self) -> Option<u32> {
         self.input_side
     }

@@ -224,7 +224,7 @@ fn a_head_knows_its_trunk_and_input_side() {
     let trunk = colorize_model::weights::embedded_trunk();
     let small = HeadConfig { conv1_channels: 8, conv2_channels: 4, ..HeadConfig::default() };
     let mut model = Colorizer::new(&trunk, small, 1, &Device::Cpu).unwrap();
-    model.set_input_side(48);
+    model.set_input_side(48).unwrap();
     let path = dir.join("head.safetensors");
     model.save_head(&path).unwrap();
     let provenance = HeadProvenance::of_file(&path).unwrap();

@@ -155,7 +155,7 @@ impl<'a> Session<'a> {
         let total_steps = cfg.max_steps.unwrap_or(cfg.epochs * per_epoch);
         let trunk = resolve_trunk(experiment.model.trunk_weights.as_deref())?;
         let mut model = Colorizer::new(&trunk, experiment.model.head, cfg.seed, &options.device)?;
-        model.set_input_side(side.get());
+        model.set_input_side(side.get())?;
         model.set_trunk_dtype(experiment.model.trunk_dtype)?;
         let mut optimizer = Optimizer::new(&cfg.optimizer);
         // The bins loss's soft encoding: fixed by the config, needed by a
