@@ -85,8 +85,9 @@ pub fn write(
     ensure_finite(model, optimizer).map_err(|message| bad(&target, message))?;
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
     model.save_head(&tmp.join(HEAD_FILE)).map_err(|e| bad(&tmp, e))?;
-    let momentum: HashMap<String, Tensor> = optimizer.state().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    candle_core::safetensors::save(&momentum, tmp.join(OPTIMIZER_FILE)).map_err(|e| bad(&tmp, e))?;
+    let optimizer_state: HashMap<String, Tensor> =
+        optimizer.state().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    candle_core::safetensors::save(&optimizer_state, tmp.join(OPTIMIZER_FILE)).map_err(|e| bad(&tmp, e))?;
     let json = serde_json::to_string_pretty(state).map_err(|e| bad(&tmp, e))?;
     std::fs::write(tmp.join(STATE_FILE), json).map_err(io(&tmp))?;
     // Durable before visible: the files and their folder reach the disk
@@ -158,7 +159,7 @@ fn sync(path: &Path) -> Result<(), CheckpointError> {
     std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(io(path))
 }
 
-/// Refuses to save a non-finite head variable or momentum buffer: a
+/// Refuses to save a non-finite head variable or optimizer state: a
 /// checkpoint is always a state training can continue from.
 fn ensure_finite(model: &Colorizer, optimizer: &Optimizer) -> Result<(), String> {
     let vars = model.varmap().data().lock().map_err(|_| "the head's variables are poisoned".to_string())?;
@@ -181,7 +182,7 @@ pub fn is_finite(t: &Tensor) -> candle_core::Result<bool> {
 pub struct Loaded {
     pub state: TrainState,
     pub head: PathBuf,
-    pub momentum: BTreeMap<String, Tensor>,
+    pub optimizer: BTreeMap<String, Tensor>,
 }
 
 pub fn read(path: &Path, device: &Device) -> Result<Loaded, CheckpointError> {
@@ -197,11 +198,11 @@ pub fn read(path: &Path, device: &Device) -> Result<Loaded, CheckpointError> {
         return Err(bad(path, format!("{HEAD_FILE} is missing")));
     }
     let optimizer_path = path.join(OPTIMIZER_FILE);
-    let momentum = candle_core::safetensors::load(&optimizer_path, device)
+    let optimizer = candle_core::safetensors::load(&optimizer_path, device)
         .map_err(|e| bad(&optimizer_path, e))?
         .into_iter()
         .collect();
-    Ok(Loaded { state, head, momentum })
+    Ok(Loaded { state, head, optimizer })
 }
 
 /// The step checkpoints in `dir`, sorted by step.
