@@ -65,8 +65,7 @@ fn demo_experiment(photos: &Path, out: &Path, quick: bool) -> Result<Experiment>
 fn colorize_and_score(args: &DemoArgs, head: &Path, photos: &Path, out: &Path) -> Result<()> {
     let (strips, reports) = (out.join("strips"), out.join("scores.json"));
     let colorizer = model::load_colorizer(&args.model, Some(head))?;
-    // tidy: a constant.
-    let side = Side::new(colorize_model::weights::EMBEDDED_HEAD_SIDE).expect("a valid side");
+    let side = Side::new(model::default_side(Some(head)))?;
     println!(
         "2/4 colorize: the gray of each photo, with the embedded colorizer ({}, chroma smoothing σ {} px) -> {}",
         head.display(),

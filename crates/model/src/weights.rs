@@ -27,8 +27,9 @@ pub fn embedded_trunk() -> PathBuf {
     assets_dir().join("vgg16-trunk-hed.safetensors")
 }
 
-/// The side the embedded head was trained at (`configs/embedded.toml`).
-pub const EMBEDDED_HEAD_SIDE: u32 = 64;
+/// The side the embedded colorizer sees when it predicts (its file records
+/// it too: trained at 64, `configs/embedded.toml`, and retuned to 224).
+pub const EMBEDDED_HEAD_SIDE: u32 = 224;
 
 /// The project's trained head, when one has been committed.
 pub fn embedded_head() -> Option<PathBuf> {
