@@ -52,20 +52,22 @@ pub fn conv2d_same_prepared(
         return reference(x, weight, bias);
     }
     let pad = k / 2;
-    let padded = pad_spatial(x, [pad, pad + 1, pad, pad])?;
-    if x.track_op() || weight.track_op() || bias.track_op() {
-        return tap_sum(&padded, weight, bias, (h, w));
-    }
-    if super::winograd::applies(cin, cout, k, (h, w)) {
-        let u = match prepared.map(|cell| (cell, cell.get())) {
-            Some((_, Some(u))) => u.clone(),
-            Some((cell, None)) => {
+    let tracked = x.track_op() || weight.track_op() || bias.track_op();
+    if !tracked && super::winograd::applies(cin, cout, k, (h, w)) {
+        // Winograd pads the input its own way (whole tiles).
+        let Some(cell) = prepared else { return super::winograd::conv3x3_same(x, weight, bias) };
+        let u = match cell.get() {
+            Some(u) => u.clone(),
+            None => {
                 let u = super::winograd::transform_weight(weight)?;
                 cell.get_or_init(|| u).clone()
             }
-            None => super::winograd::transform_weight(weight)?,
         };
         return super::winograd::conv3x3_prepared(x, &u, bias);
+    }
+    let padded = pad_spatial(x, [pad, pad + 1, pad, pad])?;
+    if tracked {
+        return tap_sum(&padded, weight, bias, (h, w));
     }
     padded.apply_op3_no_bwd(&weight.contiguous()?, bias, &PiecewiseColumns { h, w })
 }
