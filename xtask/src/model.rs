@@ -50,10 +50,9 @@ fn head_path(checkpoint: Option<&Path>) -> Result<PathBuf> {
 
 /// The side the model should see when none is given: the size its head file
 /// records (its training size, unless `retune --size` set another). Heads
-/// saved before files recorded
-/// it: for a checkpoint inside a run folder
+/// saved before files recorded it: for a checkpoint inside a run folder
 /// (`<run>/checkpoints/<name>/head.safetensors`) the run's `data.size`; for
-/// the embedded colorizer, its training size; else 224.
+/// the embedded colorizer, `EMBEDDED_HEAD_SIDE`; else 224.
 pub fn default_side(checkpoint: Option<&Path>) -> u32 {
     let recorded = head_path(checkpoint).ok().and_then(|head| HeadProvenance::of_file(&head).ok()?.input_side);
     recorded.unwrap_or_else(|| match checkpoint {

@@ -82,11 +82,11 @@ pub fn write(
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
     }
-    ensure_finite(model, optimizer).map_err(|message| bad(&target, message))?;
+    let optimizer_state = optimizer.state().map_err(|e| bad(&target, e))?;
+    ensure_finite(model, &optimizer_state).map_err(|message| bad(&target, message))?;
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
     model.save_head(&tmp.join(HEAD_FILE)).map_err(|e| bad(&tmp, e))?;
-    let optimizer_state: HashMap<String, Tensor> =
-        optimizer.state().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let optimizer_state: HashMap<String, Tensor> = optimizer_state.into_iter().collect();
     candle_core::safetensors::save(&optimizer_state, tmp.join(OPTIMIZER_FILE)).map_err(|e| bad(&tmp, e))?;
     let json = serde_json::to_string_pretty(state).map_err(|e| bad(&tmp, e))?;
     std::fs::write(tmp.join(STATE_FILE), json).map_err(io(&tmp))?;
@@ -161,10 +161,10 @@ fn sync(path: &Path) -> Result<(), CheckpointError> {
 
 /// Refuses to save a non-finite head variable or optimizer state: a
 /// checkpoint is always a state training can continue from.
-fn ensure_finite(model: &Colorizer, optimizer: &Optimizer) -> Result<(), String> {
+fn ensure_finite(model: &Colorizer, optimizer_state: &BTreeMap<String, Tensor>) -> Result<(), String> {
     let vars = model.varmap().data().lock().map_err(|_| "the head's variables are poisoned".to_string())?;
     let head = vars.iter().map(|(name, var)| (name, var.as_tensor()));
-    for (name, tensor) in head.chain(optimizer.state().iter()) {
+    for (name, tensor) in head.chain(optimizer_state.iter()) {
         if !is_finite(tensor).map_err(|e| e.to_string())? {
             return Err(format!("{name} holds a non-finite value; not saved"));
         }

@@ -31,17 +31,24 @@ const ADAM_STEP_KEY: &str = "t";
 /// schedule's, given to every `step`.
 pub struct Optimizer {
     config: OptimizerConfig,
+    /// SGD's buffers or Adam's moments, by the keys above.
     state: BTreeMap<String, Tensor>,
+    /// Adam's updates so far (its bias correction's t), a plain number so
+    /// that a step reads nothing back from the device.
+    adam_steps: u64,
 }
 
 impl Optimizer {
     pub fn new(config: &OptimizerConfig) -> Optimizer {
-        Optimizer { config: *config, state: BTreeMap::new() }
+        Optimizer { config: *config, state: BTreeMap::new(), adam_steps: 0 }
     }
 
     /// One update of every variable that has a gradient, at `lr`.
     pub fn step(&mut self, vars: &HashMap<String, Var>, grads: &HashMap<String, Tensor>, lr: f64) -> Result<()> {
-        let t = self.next_adam_step(vars)?;
+        if self.config.kind == OptimizerKind::Adam {
+            self.adam_steps += 1;
+        }
+        let t = self.adam_steps as f64;
         let mut names: Vec<&String> = vars.keys().collect();
         names.sort();
         for name in names {
@@ -76,25 +83,6 @@ impl Optimizer {
         Ok(b)
     }
 
-    /// Adam's step count after this step (1 on the first), kept in the state
-    /// so that a resumed run corrects its moments' bias as an uninterrupted
-    /// one does.
-    fn next_adam_step(&mut self, vars: &HashMap<String, Var>) -> Result<f64> {
-        if self.config.kind != OptimizerKind::Adam {
-            return Ok(0.0);
-        }
-        let t = match self.state.get(ADAM_STEP_KEY) {
-            Some(t) => t.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?.first().copied().unwrap_or(0.0),
-            None => 0.0,
-        } + 1.0;
-        let device = match vars.values().next() {
-            Some(var) => var.device().clone(),
-            None => candle_core::Device::Cpu,
-        };
-        self.state.insert(ADAM_STEP_KEY.to_string(), Tensor::new(&[t], &device)?);
-        Ok(t)
-    }
-
     fn adam_direction(&mut self, name: &str, g: Tensor, t: f64) -> Result<Tensor> {
         let [beta1, beta2] = self.config.betas;
         let (m_key, v_key) = (format!("m/{name}"), format!("v/{name}"));
@@ -115,13 +103,28 @@ impl Optimizer {
         Ok(direction)
     }
 
-    /// The optimizer's state, by name (for checkpoints).
-    pub fn state(&self) -> &BTreeMap<String, Tensor> {
-        &self.state
+    /// The optimizer's state, by name (for checkpoints): Adam's step count
+    /// under `t`, so that a resumed run corrects its moments' bias as an
+    /// uninterrupted one does.
+    pub fn state(&self) -> Result<BTreeMap<String, Tensor>> {
+        let mut state = self.state.clone();
+        if self.adam_steps > 0 {
+            let t = Tensor::new(&[self.adam_steps as f64], &candle_core::Device::Cpu)?;
+            state.insert(ADAM_STEP_KEY.to_string(), t);
+        }
+        Ok(state)
     }
 
-    pub fn load_state(&mut self, state: BTreeMap<String, Tensor>) {
+    /// The state a checkpoint saved (`state`).
+    pub fn load_state(&mut self, mut state: BTreeMap<String, Tensor>) -> Result<()> {
+        self.adam_steps = match state.remove(ADAM_STEP_KEY) {
+            Some(t) => {
+                t.to_dtype(candle_core::DType::F64)?.flatten_all()?.to_vec1::<f64>()?.first().map_or(0, |&t| t as u64)
+            }
+            None => 0,
+        };
         self.state = state;
+        Ok(())
     }
 }
 
@@ -153,7 +156,7 @@ mod tests {
         assert!((value(&var) - 0.94).abs() < 1e-12, "{}", value(&var));
         sgd.step(&vars, &grads, 0.1).unwrap();
         assert!((value(&var) - 0.8266).abs() < 1e-12, "{}", value(&var));
-        let b: Vec<f64> = sgd.state()["w"].to_vec1().unwrap();
+        let b: Vec<f64> = sgd.state().unwrap()["w"].to_vec1().unwrap();
         assert!((b[0] - 1.134).abs() < 1e-12);
     }
 
@@ -163,7 +166,7 @@ mod tests {
         let mut sgd = Optimizer::new(&OptimizerConfig { lr: 0.5, weight_decay: 0.0, ..Default::default() });
         sgd.step(&vars, &grads, 0.5).unwrap();
         assert_eq!(value(&var), 1.5);
-        assert!(sgd.state().is_empty());
+        assert!(sgd.state().unwrap().is_empty());
     }
 
     #[test]
@@ -181,7 +184,7 @@ mod tests {
         assert!((value(&var) - 0.99).abs() < 1e-9, "{}", value(&var));
         let negative: HashMap<String, Tensor> =
             [("w".to_string(), Tensor::new(&[-0.25f64], &Device::Cpu).unwrap())].into();
-        let saved = adam.state().clone();
+        let saved = adam.state().unwrap();
         adam.step(&vars, &negative, 0.01).unwrap();
         let m_hat = 0.02 / (1.0 - 0.81);
         let v_hat = 0.00031225 / (1.0 - 0.999f64.powi(2));
@@ -194,7 +197,7 @@ mod tests {
         // the same second step (the step count travels with the moments).
         let (again, vars_again, _) = one_weight(w1, 0.0);
         let mut resumed = Optimizer::new(&config);
-        resumed.load_state(saved);
+        resumed.load_state(saved).unwrap();
         resumed.step(&vars_again, &negative, 0.01).unwrap();
         assert!((value(&again) - value(&var)).abs() < 1e-12);
     }

@@ -119,7 +119,7 @@ pub(super) fn resume_run(
         return Err(resume_err(format!("the cache {} changed since the run started", experiment.data.cache.display())));
     }
     model.load_head(&loaded.head)?;
-    optimizer.load_state(loaded.optimizer);
+    optimizer.load_state(loaded.optimizer)?;
     record_resumed_length(run_dir, experiment)?;
     Ok(TrainState { config_hash: hash, ..loaded.state })
 }
