@@ -14,7 +14,7 @@
 
 use crate::loss::{Objective, Targets};
 use crate::qssim_loss::{qssim_gradient, QssimTerm};
-use candle_core::{DType, Result, Tensor, D};
+use candle_core::{DType, Result, Tensor};
 use colorize_model::conv::Conv2d;
 use colorize_model::hypercolumn::{HypercolumnParts, Pixel};
 use colorize_model::kernels::first_conv::{first_conv, first_conv_weight_gradient};
@@ -247,8 +247,13 @@ fn relu_mask(x: &Tensor) -> Result<Tensor> {
     x.gt(0f32)?.to_dtype(x.dtype())
 }
 
+/// A bias gradient: [N, C, H, W] summed to [C]. The pixels are summed first,
+/// as one contiguous row per (image, channel): candle's sum over the batch
+/// dimension of the whole tensor first was a strided pass 15-20x slower
+/// (40 ms of a 460 ms step at 224, batch 1, for conv1's bias).
 fn sum_nhw(x: &Tensor) -> Result<Tensor> {
-    x.sum(0)?.sum(D::Minus1)?.sum(D::Minus1)
+    let (n, c, h, w) = x.dims4()?;
+    x.reshape((n, c, h * w))?.sum(2)?.sum(0)
 }
 
 /// ∂L/∂x of a stride-1 'same' convolution: the output gradient convolved
