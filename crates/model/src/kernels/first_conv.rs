@@ -12,8 +12,9 @@
 //!
 //! The products W_t · g run at the part's own size, where there are 4 or
 //! 16 times fewer pixels; what is upsampled and shifted is their result
-//! (c1 channels per tap), by two sparse passes (`resample`). At 224 px the
-//! first convolution falls from 52 to 13 GFLOP. Its weight gradient is the
+//! (c1 channels per tap), by two sparse passes (`resample`), streamed a
+//! coarse row at a time (`coarse_rows`). At 224 px the first convolution
+//! falls from 52 to 13 GFLOP. Its weight gradient is the
 //! adjoint: the output gradient goes through the transposed passes down to
 //! the part's size, where one matrix product with g gives every tap.
 //!
@@ -21,7 +22,8 @@
 //! before. Off the CPU the dense hypercolumn is built and convolved.
 
 use super::channels_last::to_channels_last;
-use super::resample::{add_rows_channels_first, column_operator, row_operator};
+use super::coarse_rows::{add_coarse_parts, CoarsePart};
+use super::resample::{column_operator, row_operator};
 use super::weight_gradient::weight_gradient;
 use crate::conv::Conv2d;
 use crate::hypercolumn::HypercolumnParts;
@@ -46,42 +48,38 @@ pub fn weight_gradient_reference(parts: &HypercolumnParts, dy: &Tensor, k: usize
 
 /// conv1 (any odd k, 'same' padding, bias) of the hypercolumn: [n, c1, h, w].
 pub fn first_conv(conv: &Conv2d, parts: &HypercolumnParts) -> Result<Tensor> {
-    // The method's hypercolumn has two coarse parts (conv2_2, conv3_3); the
-    // fused row pass is written for exactly two.
+    // The method's hypercolumn has two coarse parts (conv2_2, conv3_3);
+    // `coarse_rows` is written for exactly two.
     if !on_parts(parts) || parts.coarse.len() != 2 {
         return reference(conv, parts);
     }
     // No autograd through the passes: the weights' gradient is
     // `first_conv_weight_gradient`'s.
     let weight = conv.weight().detach();
-    let (c1, _, k, _) = weight.dims4()?;
-    let (n, h, w) = parts.size()?;
+    let k = weight.dim(2)?;
+    let (_, h, w) = parts.size()?;
     let full_channels = parts.full.dim(1)?;
     let full = Conv2d::new(weight.narrow(1, 0, full_channels)?, conv.bias().detach())?;
     let sum = full.forward(&parts.full)?; // [n, c1, h, w], contiguous
-                                          // [c, (ky, kx, c1)]: every tap's weight for each coarse part's channels.
     let mut offset = full_channels;
-    let mut coarse = Vec::with_capacity(parts.coarse.len());
+    let mut operators = Vec::with_capacity(parts.coarse.len());
+    let mut taps = Vec::with_capacity(parts.coarse.len());
     for part in &parts.coarse {
         let (_, c, ph, pw) = part.dims4()?;
-        let taps = weight.narrow(1, offset, c)?.permute((1, 2, 3, 0))?.contiguous()?.reshape((c, k * k * c1))?;
-        coarse.push((part, taps, column_operator(w, pw, k), row_operator(h, ph, k)));
+        // [c, (ky, kx, c1)]: every tap's weight for the part's channels.
+        let weights = weight.narrow(1, offset, c)?.permute((1, 2, 3, 0))?.contiguous()?;
+        taps.push(weights.flatten_all()?.to_vec1::<f32>()?);
+        operators.push((column_operator(w, pw, k), row_operator(h, ph, k)));
         offset += c;
     }
-    // Image by image: the intermediate buffers stay a few MB (at 128 px,
-    // batch 8, whole-batch buffers made the forward 10% slower).
-    for i in 0..n {
-        let mut by_columns = Vec::with_capacity(coarse.len());
-        for (part, taps, columns, _) in &coarse {
-            let products = channels_last(&part.narrow(0, i, 1)?)?.matmul(taps)?; // [ph·pw, (ky, kx, c1)] = [ph, (x, ky, kx), c1]
-            by_columns.push(columns.apply(&products, c1)?); // [ph, (ky, X), c1] = [(y, ky), X·c1]
-        }
-        let ([a, b], [(_, _, _, rows_a), (_, _, _, rows_b)]) = (&by_columns[..], &coarse[..]) else {
-            candle_core::bail!("first_conv: the fused row pass takes two coarse parts");
-        };
-        // Both parts' row passes and the move to channels-first, in one pass.
-        add_rows_channels_first(&sum.narrow(0, i, 1)?, [(rows_a, a), (rows_b, b)])?;
-    }
+    let coarse: Vec<CoarsePart<'_>> =
+        taps.into_iter().zip(&operators).map(|(taps, (columns, rows))| CoarsePart { taps, columns, rows }).collect();
+    let [a, b] = &coarse[..] else {
+        candle_core::bail!("first_conv: coarse_rows takes two coarse parts");
+    };
+    let last_a = channels_last(&parts.coarse[0])?;
+    let last_b = channels_last(&parts.coarse[1])?;
+    add_coarse_parts(&sum, [(a, &last_a), (b, &last_b)])?;
     Ok(sum)
 }
 
@@ -150,18 +148,21 @@ mod tests {
     #[test]
     fn on_the_parts_equals_candles_convolution_of_the_dense_hypercolumn() {
         let d = Device::Cpu;
-        for (k, s) in [(3, 16), (1, 8), (5, 12)] {
-            let p = parts(2, s);
+        // One image of 64 or 40 px on a 4-thread pool: its output rows
+        // split into stretches (`coarse_rows`), which share coarse rows.
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
+        for (n, k, s) in [(2, 3, 16), (2, 1, 8), (2, 5, 12), (1, 3, 64), (1, 5, 40), (3, 3, 40)] {
+            let p = parts(n, s);
             let conv = Conv2d::new(
                 Tensor::randn(0f32, 1.0, (7, 15, k, k), &d).unwrap(),
                 Tensor::randn(0f32, 1.0, 7, &d).unwrap(),
             )
             .unwrap();
-            let fast = first_conv(&conv, &p).unwrap();
+            let fast = pool.install(|| first_conv(&conv, &p)).unwrap();
             let stock = convolution::reference(&p.dense().unwrap(), conv.weight(), conv.bias()).unwrap();
             assert_eq!(fast.dims(), stock.dims());
             let diff = max_difference(&fast, &stock);
-            assert!(diff < 1e-4, "k{k} s{s}: {diff}");
+            assert!(diff < 1e-4, "n{n} k{k} s{s}: {diff}");
             let diff = max_difference(&reference(&conv, &p).unwrap(), &stock);
             assert!(diff < 1e-4, "reference k{k} s{s}: {diff}");
         }

@@ -9,7 +9,8 @@
 //!
 //! - `convolution`: the stride-1 'same' convolution (`conv2d_same`).
 //! - `weight_gradient`: a convolution's weight gradient.
-//! - `first_conv`: the head's first convolution from the hypercolumn's parts.
+//! - `first_conv`: the head's first convolution from the hypercolumn's parts;
+//!   `coarse_rows`: its forward's coarse parts, a coarse row at a time.
 //! - `resample`, `channels_last`: the sparse upsampling passes and layout
 //!   changes that `first_conv` runs on.
 //! - `pad`, `standardise`, `relu_backward`: one-pass element ops.
@@ -23,6 +24,7 @@
 
 pub mod buffers;
 pub mod channels_last;
+pub mod coarse_rows;
 pub mod convolution;
 pub mod first_conv;
 pub mod pad;

@@ -6,7 +6,7 @@
 //! Bilinear upsampling is separable, so this is one sparse matrix along the
 //! columns and one along the rows, each with at most two entries per tap.
 
-use super::buffers::{contiguous_f32, contiguous_f32_mut, zeroed};
+use super::buffers::{contiguous_f32, zeroed};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -109,76 +109,6 @@ impl CustomOp1 for ApplySparseRows<'_> {
         let mut out = zeroed(outer * self.matrix.rows() * self.inner);
         self.matrix.accumulate_slice(x, self.inner, &mut out)?;
         Ok((CpuStorage::F32(out), (outer, self.matrix.rows(), self.inner).into()))
-    }
-}
-
-/// `into` [1, c, h, w] += Σ over two coarse parts of M_part · x_part, where
-/// x_part is channels-last [rows of M_part, w·c] and the sum is laid out
-/// channels-first: the row passes of `first_conv` for both parts and the
-/// move to channels-first in one pass. Each output row is summed in a
-/// buffer of w·c values and added into the c planes, so no [h, w, c]
-/// buffer is made (at 224, 25 MB written, read and zeroed per image).
-pub fn add_rows_channels_first(into: &Tensor, parts: [(&SparseRows, &Tensor); 2]) -> Result<()> {
-    let op = RowsChannelsFirst { rows: [parts[0].0, parts[1].0] };
-    into.inplace_op3(parts[0].1, parts[1].1, &op)
-}
-
-struct RowsChannelsFirst<'a> {
-    rows: [&'a SparseRows; 2],
-}
-
-impl candle_core::InplaceOp3 for RowsChannelsFirst<'_> {
-    fn name(&self) -> &'static str {
-        "add-rows-channels-first"
-    }
-
-    fn cpu_fwd(
-        &self,
-        into: &mut CpuStorage,
-        into_layout: &Layout,
-        a: &CpuStorage,
-        a_layout: &Layout,
-        b: &CpuStorage,
-        b_layout: &Layout,
-    ) -> Result<()> {
-        let name = candle_core::InplaceOp3::name(self);
-        let (n, c, h, w) = into_layout.shape().dims4()?;
-        let inner = w * c;
-        let xs = [contiguous_f32(a, a_layout, name)?, contiguous_f32(b, b_layout, name)?];
-        for (x, m) in xs.iter().zip(self.rows) {
-            if n != 1 || m.rows() != h || x.len() != m.cols() * inner {
-                candle_core::bail!(
-                    "{name}: a part of {} values for {} x {} rows into {n} x {h} x {inner}",
-                    x.len(),
-                    m.rows(),
-                    m.cols()
-                );
-            }
-        }
-        let out = contiguous_f32_mut(into, into_layout, name)?;
-        let planes = super::buffers::SharedOut(out.as_mut_ptr());
-        let plane = h * w;
-        (0..h).into_par_iter().for_each_init(
-            || vec![0f32; inner],
-            |row, y| {
-                row.fill(0.0);
-                for (x, m) in xs.iter().zip(self.rows) {
-                    for &(j, weight) in m.row(y) {
-                        let src = &x[j as usize * inner..][..inner];
-                        row.iter_mut().zip(src).for_each(|(d, s)| *d += weight * s);
-                    }
-                }
-                for ch in 0..c {
-                    // SAFETY: row y of every plane is this task's alone
-                    // (tasks are rows), and ch·plane + y·w + w <= c·h·w.
-                    let dst = unsafe { std::slice::from_raw_parts_mut(planes.at(ch * plane + y * w), w) };
-                    for (d, pixel) in dst.iter_mut().zip(row.chunks_exact(c)) {
-                        *d += pixel[ch];
-                    }
-                }
-            },
-        );
-        Ok(())
     }
 }
 
