@@ -234,3 +234,127 @@ fn distinct_rows(rows: &SparseRows, y_out: usize, k: usize) -> Vec<usize> {
     ys.dedup();
     ys
 }
+
+/// Coarse part g's share of `first_conv_weight_gradient` for one image,
+/// [c, (ky, kx, c1)]: Σ over its coarse rows y of g[y]ᵀ · D[y], where D[y]
+/// [pw, (ky, kx, c1)] is the output gradient taken down to coarse row y by
+/// the transposed row pass, then the transposed column pass. Made a few
+/// coarse rows at a time (the whole D is 58 MB at 224 for conv2_2), so it
+/// stays in cache; `g` is the part channels-last [ph·pw, c], `dy` the
+/// output gradient channels-last [h·w, c1].
+pub fn coarse_weight_gradient(
+    g: &Tensor,
+    dy: &Tensor,
+    columns_t: &SparseRows,
+    rows_t: &SparseRows,
+    k: usize,
+) -> Result<Tensor> {
+    g.apply_op2_no_bwd(dy, &CoarseWeightGradient { columns_t, rows_t, k })
+}
+
+struct CoarseWeightGradient<'a> {
+    /// Rows (x, ky, kx) of pw·k², columns (ky, X) of k·w.
+    columns_t: &'a SparseRows,
+    /// Rows (y, ky) of ph·k, columns Y of h.
+    rows_t: &'a SparseRows,
+    k: usize,
+}
+
+/// Coarse pixels per gemm product of `CoarseWeightGradient`: a few coarse
+/// rows, so that the product is long enough and D stays a few MB.
+const GRADIENT_PIXELS: usize = 448;
+
+impl candle_core::CustomOp2 for CoarseWeightGradient<'_> {
+    fn name(&self) -> &'static str {
+        "first-conv-coarse-weight-gradient"
+    }
+
+    fn cpu_fwd(
+        &self,
+        g: &CpuStorage,
+        g_layout: &Layout,
+        dy: &CpuStorage,
+        dy_layout: &Layout,
+    ) -> Result<(CpuStorage, candle_core::Shape)> {
+        let name = candle_core::CustomOp2::name(self);
+        let k = self.k;
+        let (pixels, c) = g_layout.shape().dims2()?;
+        let (out_pixels, c1) = dy_layout.shape().dims2()?;
+        let (g, dy) = (contiguous_f32(g, g_layout, name)?, contiguous_f32(dy, dy_layout, name)?);
+        let ph = self.rows_t.rows() / k.max(1);
+        let pw = self.columns_t.rows() / (k * k).max(1);
+        let h = self.rows_t.cols();
+        let w = self.columns_t.cols() / k.max(1);
+        let fits = k % 2 == 1
+            && ph * k == self.rows_t.rows()
+            && pw * k * k == self.columns_t.rows()
+            && w * k == self.columns_t.cols()
+            && pixels == ph * pw
+            && out_pixels == h * w;
+        if !fits {
+            candle_core::bail!(
+                "{name}: a part [{pixels}, {c}] and a gradient [{out_pixels}, {c1}] do not fit the operators"
+            );
+        }
+        let inner = w * c1;
+        let n = k * k * c1;
+        let rows_per_piece = (GRADIENT_PIXELS / pw).clamp(1, ph);
+        let pieces: Vec<usize> = (0..ph).step_by(rows_per_piece).collect();
+        let out = super::buffers::fixed_order_sum(
+            &pieces,
+            c * n,
+            || (vec![0f32; k * inner], vec![0f32; rows_per_piece * pw * n]),
+            |&first, acc, (r, d)| {
+                let rows = rows_per_piece.min(ph - first);
+                for (b, d_row) in d.chunks_exact_mut(pw * n).take(rows).enumerate() {
+                    let y = first + b;
+                    // R [(ky, X), c1]: the output gradient's rows taken to (y, ky).
+                    for (ky, r_row) in r.chunks_exact_mut(inner).enumerate() {
+                        r_row.fill(0.0);
+                        for &(y_out, weight) in self.rows_t.row(y * k + ky) {
+                            let src = &dy[y_out as usize * inner..(y_out as usize + 1) * inner];
+                            r_row.iter_mut().zip(src).for_each(|(d, s)| *d += weight * s);
+                        }
+                    }
+                    // D[y] [(x, ky, kx), c1]: R taken along the columns.
+                    for (i, out) in d_row.chunks_exact_mut(c1).enumerate() {
+                        out.fill(0.0);
+                        for &(j, weight) in self.columns_t.row(i) {
+                            let src = &r[j as usize * c1..(j as usize + 1) * c1];
+                            out.iter_mut().zip(src).for_each(|(d, s)| *d += weight * s);
+                        }
+                    }
+                }
+                let span = rows * pw;
+                let lhs = &g[first * pw * c..(first * pw + span) * c];
+                // SAFETY: dst is acc [c, n] (row stride n); lhs is the
+                // coarse rows transposed, c x span (element (ch, p) at
+                // p·c + ch); rhs is D [span, n] (row stride n): in bounds.
+                unsafe {
+                    gemm::gemm(
+                        c,
+                        n,
+                        span,
+                        acc.as_mut_ptr(),
+                        1,
+                        n as isize,
+                        true,
+                        lhs.as_ptr(),
+                        c as isize,
+                        1,
+                        d.as_ptr(),
+                        1,
+                        n as isize,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            },
+        );
+        Ok((CpuStorage::F32(out), (c, n).into()))
+    }
+}

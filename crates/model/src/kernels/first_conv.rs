@@ -22,7 +22,7 @@
 //! before. Off the CPU the dense hypercolumn is built and convolved.
 
 use super::channels_last::to_channels_last;
-use super::coarse_rows::{add_coarse_parts, CoarsePart};
+use super::coarse_rows::{add_coarse_parts, coarse_weight_gradient, CoarsePart};
 use super::resample::{column_operator, row_operator};
 use super::weight_gradient::weight_gradient;
 use crate::conv::Conv2d;
@@ -96,19 +96,17 @@ pub fn first_conv_weight_gradient(parts: &HypercolumnParts, dy: &Tensor, k: usiz
         .iter()
         .map(|part| {
             let (_, _, ph, pw) = part.dims4()?;
-            Ok((row_operator(h, ph, k).transpose(), column_operator(w, pw, k).transpose()))
+            Ok((column_operator(w, pw, k).transpose(), row_operator(h, ph, k).transpose()))
         })
         .collect::<Result<_>>()?;
     // Image by image, summed: whole-batch buffers (231 MB for conv2_2's at
     // 224, batch 4) made this 4x slower than the images one at a time.
     let mut d_taps: Vec<Option<Tensor>> = vec![None; parts.coarse.len()];
     for i in 0..n {
-        let dy_last = to_channels_last(&dy.narrow(0, i, 1)?.contiguous()?)?; // [Y, X, c1]
-        for ((part, (rows_t, columns_t)), sum) in parts.coarse.iter().zip(&operators).zip(&mut d_taps) {
-            let (_, _, ph, pw) = part.dims4()?;
-            let rows = rows_t.apply(&dy_last, w * c1)?; // [(y, ky), X·c1]
-            let d_products = columns_t.apply(&rows, c1)?.reshape((ph * pw, k * k * c1))?; // [(y, x), (ky, kx, c1)]
-            let image = channels_last(&part.narrow(0, i, 1)?)?.t()?.matmul(&d_products)?; // [c, (ky, kx, c1)]
+        let dy_last = channels_last(&dy.narrow(0, i, 1)?)?; // [Y·X, c1]
+        for ((part, (columns_t, rows_t)), sum) in parts.coarse.iter().zip(&operators).zip(&mut d_taps) {
+            let g = channels_last(&part.narrow(0, i, 1)?)?; // [y·x, c]
+            let image = coarse_weight_gradient(&g, &dy_last, columns_t, rows_t, k)?; // [c, (ky, kx, c1)]
             *sum = Some(match sum.take() {
                 None => image,
                 Some(s) => (s + image)?,
@@ -171,7 +169,9 @@ mod tests {
     #[test]
     fn its_weight_gradient_equals_autograd_through_the_dense_hypercolumn() {
         let d = Device::Cpu;
-        for (k, s) in [(3, 16), (5, 8)] {
+        // 64 px: conv2_2's part has 32 coarse rows, more than one piece of
+        // `coarse_weight_gradient` (14 rows of 32), the last one short.
+        for (k, s) in [(3, 16), (5, 8), (3, 64)] {
             let p = parts(2, s);
             let weight = candle_core::Var::randn(0f32, 1.0, (3, 15, k, k), &d).unwrap();
             let conv = Conv2d::new(weight.as_tensor().clone(), Tensor::zeros(3, DType::F32, &d).unwrap()).unwrap();

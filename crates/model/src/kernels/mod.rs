@@ -10,7 +10,8 @@
 //! - `convolution`: the stride-1 'same' convolution (`conv2d_same`).
 //! - `weight_gradient`: a convolution's weight gradient.
 //! - `first_conv`: the head's first convolution from the hypercolumn's parts;
-//!   `coarse_rows`: its forward's coarse parts, a coarse row at a time.
+//!   `coarse_rows`: its coarse parts' share and weight gradient, a few
+//!   coarse rows at a time.
 //! - `resample`, `channels_last`: the sparse upsampling passes and layout
 //!   changes that `first_conv` runs on.
 //! - `pad`, `standardise`, `relu_backward`: one-pass element ops.
