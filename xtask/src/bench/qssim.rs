@@ -146,15 +146,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             }
         }
         for (t, ours_s, peer_s) in [(1, ours_1, field(0)), (threads, ours_n, field(2))] {
-            println!(
-                "{:<12} {:>6} {:>8} {:>12.3} {:>12.3} {:>7.1}x",
-                format!("{w}x{h}"),
-                n,
-                t,
-                ours_s,
-                peer_s,
-                peer_s / ours_s
-            );
+            // Without the peer (`--no-peer`), its columns read "-".
+            let (peer_s, ratio) = if peer_s.is_finite() {
+                (format!("{peer_s:.3}"), format!("{:.1}x", peer_s / ours_s))
+            } else {
+                ("-".to_string(), "-".to_string())
+            };
+            println!("{:<12} {:>6} {:>8} {:>12.3} {:>12} {:>8}", format!("{w}x{h}"), n, t, ours_s, peer_s, ratio);
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
