@@ -12,6 +12,7 @@
 //! coarse rows that two threads' stretches of output rows share.
 
 use super::buffers::{contiguous_f32, contiguous_f32_mut, SharedOut};
+use super::product::{product, Strided};
 use super::resample::SparseRows;
 use candle_core::{CpuStorage, InplaceOp3, Layout, Result, Tensor};
 use rayon::prelude::*;
@@ -161,26 +162,12 @@ fn coarse_row(
     // row [pw, c] (row stride c); rhs is the taps [c, n] (row stride n):
     // all in bounds (above).
     unsafe {
-        gemm::gemm(
-            g.pw,
-            n,
-            g.c,
-            products.as_mut_ptr(),
-            1,
-            n as isize,
+        product(
+            (g.pw, n, g.c),
+            Strided::rows(products.as_mut_ptr(), n),
             false,
-            pixels.as_ptr(),
-            1,
-            g.c as isize,
-            part.taps.as_ptr(),
-            1,
-            n as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
+            Strided::rows(pixels.as_ptr(), g.c),
+            Strided::rows(part.taps.as_ptr(), n),
         );
     }
     for (r, out) in dst.chunks_exact_mut(c1).enumerate() {
@@ -331,26 +318,12 @@ impl candle_core::CustomOp2 for CoarseWeightGradient<'_> {
                 // coarse rows transposed, c x span (element (ch, p) at
                 // p·c + ch); rhs is D [span, n] (row stride n): in bounds.
                 unsafe {
-                    gemm::gemm(
-                        c,
-                        n,
-                        span,
-                        acc.as_mut_ptr(),
-                        1,
-                        n as isize,
+                    product(
+                        (c, n, span),
+                        Strided::rows(acc.as_mut_ptr(), n),
                         true,
-                        lhs.as_ptr(),
-                        c as isize,
-                        1,
-                        d.as_ptr(),
-                        1,
-                        n as isize,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
+                        Strided::columns(lhs.as_ptr(), c),
+                        Strided::rows(d.as_ptr(), n),
                     );
                 }
             },

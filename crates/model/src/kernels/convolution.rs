@@ -22,6 +22,7 @@
 
 use super::buffers::{contiguous_f32, zeroed, SharedOut};
 use super::pad::pad_spatial;
+use super::product::{product, Strided};
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 use std::sync::OnceLock;
@@ -171,26 +172,12 @@ impl candle_core::CustomOp3 for PiecewiseColumns {
                 // writes there. lhs is [cout, depth + 1], rhs the piece's
                 // columns [depth + 1, pixels] (row stride piece_len).
                 unsafe {
-                    gemm::gemm(
-                        cout,
-                        pixels,
-                        depth + 1,
-                        shared.at(i * cout * h * w + first_row * w),
-                        1,
-                        (h * w) as isize,
+                    product(
+                        (cout, pixels, depth + 1),
+                        Strided::rows(shared.at(i * cout * h * w + first_row * w), h * w),
                         false,
-                        weight_and_bias.as_ptr(),
-                        1,
-                        (depth + 1) as isize,
-                        columns.as_ptr(),
-                        1,
-                        piece_len as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
+                        Strided::rows(weight_and_bias.as_ptr(), depth + 1),
+                        Strided::rows(columns.as_ptr(), piece_len),
                     );
                 }
             },

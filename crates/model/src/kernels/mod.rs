@@ -16,7 +16,8 @@
 //!   changes that `first_conv` runs on.
 //! - `pad`, `standardise`, `relu_backward`: one-pass element ops.
 //! - `buffers`: slices out of candle storage, page-faulted buffers, the
-//!   fixed-order parallel sum.
+//!   fixed-order parallel sum; `product`: one gemm product of strided
+//!   matrices.
 //!
 //! **Invariant:** the choice between the two paths is made in one place,
 //! [`fast_cpu`]. Off the CPU, for other dtypes, or when the reference path is
@@ -29,6 +30,7 @@ pub mod coarse_rows;
 pub mod convolution;
 pub mod first_conv;
 pub mod pad;
+mod product;
 pub mod relu_backward;
 pub mod resample;
 pub mod standardise;

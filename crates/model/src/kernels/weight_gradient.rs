@@ -3,6 +3,7 @@
 use super::buffers::{contiguous_f32, fixed_order_sum, zeroed};
 use super::convolution::{row_pieces, PaddedInput};
 use super::pad::pad_spatial;
+use super::product::{product, Strided};
 use candle_core::{Result, Tensor};
 
 /// ∂L/∂W of a stride-1 'same' k x k convolution of `x` whose output
@@ -104,26 +105,12 @@ impl candle_core::CustomOp2 for PiecewiseWeightGradient {
                 // transposed, pixels x depth (column stride piece_len):
                 // all in bounds (above).
                 unsafe {
-                    gemm::gemm(
-                        cout,
-                        depth,
-                        pixels,
-                        acc.as_mut_ptr(),
-                        1,
-                        depth as isize,
+                    product(
+                        (cout, depth, pixels),
+                        Strided::rows(acc.as_mut_ptr(), depth),
                         true,
-                        grad.as_ptr(),
-                        1,
-                        (h * w) as isize,
-                        columns.as_ptr(),
-                        piece_len as isize,
-                        1,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
+                        Strided::rows(grad.as_ptr(), h * w),
+                        Strided::columns(columns.as_ptr(), piece_len),
                     );
                 }
             },
@@ -190,26 +177,16 @@ impl candle_core::CustomOp2 for TapWeightGradient {
                     // is pixels x cin, the shifted input (column stride
                     // `plane` from `start`): in bounds (above).
                     unsafe {
-                        gemm::gemm(
-                            cout,
-                            cin,
-                            pixels,
-                            acc.as_mut_ptr().add(tap),
-                            (k * k) as isize,
-                            (cin * k * k) as isize,
+                        product(
+                            (cout, cin, pixels),
+                            Strided {
+                                ptr: acc.as_mut_ptr().add(tap),
+                                row_step: (cin * k * k) as isize,
+                                col_step: (k * k) as isize,
+                            },
                             true,
-                            grad.as_ptr(),
-                            1,
-                            span as isize,
-                            image.as_ptr().add(start),
-                            plane as isize,
-                            1,
-                            1.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
+                            Strided::rows(grad.as_ptr(), span),
+                            Strided::columns(image.as_ptr().add(start), plane),
                         );
                     }
                 }

@@ -27,6 +27,7 @@
 
 use super::buffers::{contiguous_f32, zeroed, SharedOut};
 use super::pad::pad_spatial;
+use super::product::{product, Strided};
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
@@ -195,26 +196,12 @@ impl<T: Tiling> candle_core::CustomOp3 for WinogradOp<T> {
                     // [cout, cin] (row stride cin), v[ξ] [cin, tiles] (row
                     // stride tiles), all inside their buffers.
                     unsafe {
-                        gemm::gemm(
-                            cout,
-                            rows * tiles_x,
-                            cin,
-                            p.as_mut_ptr().add(xi * cout * tiles),
-                            1,
-                            tiles as isize,
+                        product(
+                            (cout, rows * tiles_x, cin),
+                            Strided::rows(p.as_mut_ptr().add(xi * cout * tiles), tiles),
                             false,
-                            u.as_ptr().add(xi * cout * cin),
-                            1,
-                            cin as isize,
-                            v.as_ptr().add(xi * cin * tiles),
-                            1,
-                            tiles as isize,
-                            0.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
+                            Strided::rows(u.as_ptr().add(xi * cout * cin), cin),
+                            Strided::rows(v.as_ptr().add(xi * cin * tiles), tiles),
                         );
                     }
                 }
