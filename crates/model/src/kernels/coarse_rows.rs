@@ -170,13 +170,7 @@ fn coarse_row(
             Strided::rows(part.taps.as_ptr(), n),
         );
     }
-    for (r, out) in dst.chunks_exact_mut(c1).enumerate() {
-        out.fill(0.0);
-        for &(j, weight) in part.columns.row(r) {
-            let src = &products[j as usize * c1..(j as usize + 1) * c1];
-            out.iter_mut().zip(src).for_each(|(d, s)| *d += weight * s);
-        }
-    }
+    part.columns.apply_block(products, c1, dst);
 }
 
 /// The column passes of the few coarse rows an output row reads, kept
@@ -298,19 +292,10 @@ impl candle_core::CustomOp2 for CoarseWeightGradient<'_> {
                     // R [(ky, X), c1]: the output gradient's rows taken to (y, ky).
                     for (ky, r_row) in r.chunks_exact_mut(inner).enumerate() {
                         r_row.fill(0.0);
-                        for &(y_out, weight) in self.rows_t.row(y * k + ky) {
-                            let src = &dy[y_out as usize * inner..(y_out as usize + 1) * inner];
-                            r_row.iter_mut().zip(src).for_each(|(d, s)| *d += weight * s);
-                        }
+                        self.rows_t.add_row_product(y * k + ky, dy, inner, r_row);
                     }
                     // D[y] [(x, ky, kx), c1]: R taken along the columns.
-                    for (i, out) in d_row.chunks_exact_mut(c1).enumerate() {
-                        out.fill(0.0);
-                        for &(j, weight) in self.columns_t.row(i) {
-                            let src = &r[j as usize * c1..(j as usize + 1) * c1];
-                            out.iter_mut().zip(src).for_each(|(d, s)| *d += weight * s);
-                        }
-                    }
+                    self.columns_t.apply_block(r, c1, d_row);
                 }
                 let span = rows * pw;
                 let lhs = &g[first * pw * c..(first * pw + span) * c];

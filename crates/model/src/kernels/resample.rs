@@ -81,15 +81,25 @@ impl SparseRows {
         let per_task = (16384 / inner.max(1)).max(1);
         out.par_chunks_mut(inner).with_min_len(per_task).enumerate().for_each(|(i, dst)| {
             let (o, r) = (i / rows, i % rows);
-            let src = &x[o * block..(o + 1) * block];
-            for &(j, w) in self.row(r) {
-                let at = j as usize * inner;
-                for (d, s) in dst.iter_mut().zip(&src[at..at + inner]) {
-                    *d += w * s;
-                }
-            }
+            self.add_row_product(r, &x[o * block..(o + 1) * block], inner, dst);
         });
         Ok(())
+    }
+
+    /// `dst` += row r of M times `x` read as [cols, inner].
+    pub(crate) fn add_row_product(&self, r: usize, x: &[f32], inner: usize, dst: &mut [f32]) {
+        for &(j, w) in self.row(r) {
+            let at = j as usize * inner;
+            dst.iter_mut().zip(&x[at..at + inner]).for_each(|(d, s)| *d += w * s);
+        }
+    }
+
+    /// `out` [rows, inner] = M · `x` [cols, inner], on the calling thread.
+    pub(crate) fn apply_block(&self, x: &[f32], inner: usize, out: &mut [f32]) {
+        for (r, dst) in out.chunks_exact_mut(inner).enumerate() {
+            dst.fill(0.0);
+            self.add_row_product(r, x, inner, dst);
+        }
     }
 }
 
