@@ -64,6 +64,14 @@ pub struct HeadConfig {
     /// `--undo-rebalance` overrides it.
     #[serde(default)]
     pub undo_rebalance: f64,
+    /// Add the picture's scene vector (the picture-wide mean of the
+    /// standardised conv3_3, `hypercolumn::scene_vector`) to the first
+    /// convolution's pre-activation through a trained linear map
+    /// (`scene.weight` [conv1_channels, 256]), as Iizuka et al. add a global
+    /// branch: the hypercolumn alone sees ~40 pixels around each pixel, not
+    /// what kind of scene it is in. Not in the method; `false` is its head.
+    #[serde(default)]
+    pub scene_context: bool,
 }
 
 /// The head's output layer.
@@ -121,6 +129,7 @@ impl Default for HeadConfig {
             bin_spacing: default_bin_spacing(),
             temperature: default_temperature(),
             undo_rebalance: 0.0,
+            scene_context: false,
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::colour_bins::annealed_mean;
 use crate::conv::Conv2d;
-use crate::hypercolumn::{HypercolumnParts, Standardisation};
+use crate::hypercolumn::{HypercolumnParts, Standardisation, SCENE_CHANNELS};
 use crate::kernels::first_conv::first_conv;
 use crate::trunk::HYPERCOLUMN_CHANNELS;
 use crate::weights::tensor_shape;
@@ -28,6 +28,10 @@ use std::path::Path;
 /// [1], `bins.temperature` [1] (the annealed mean's)
 /// and `bins.weights` [K] (the loss's rebalancing weights, measured on the
 /// training cache when a run starts).
+///
+/// A head with scene context (`HeadConfig::scene_context`) also has
+/// `scene.weight` [c1, 256]: conv1's pre-activation at every pixel of a
+/// picture gains `scene.weight · s`, s its scene vector.
 #[derive(Clone, Debug)]
 pub struct HypercolumnHead {
     config: HeadConfig,
@@ -35,6 +39,8 @@ pub struct HypercolumnHead {
     conv1: Conv2d,
     conv2: Conv2d,
     out: Conv2d,
+    /// `scene.weight` [c1, 256], for a head with scene context.
+    scene: Option<Tensor>,
     /// The colour bins' centres [K, 2] and their rebalancing weights [K]
     /// (`bins.weights`, shared with the variable), for a head that predicts bins.
     bin_centres: Option<Tensor>,
@@ -54,6 +60,7 @@ const SPACING_KEY: &str = "bins.spacing";
 const TEMPERATURE_KEY: &str = "bins.temperature";
 const UNDO_KEY: &str = "bins.undo_rebalance";
 const BIN_WEIGHTS_KEY: &str = "bins.weights";
+const SCENE_KEY: &str = "scene.weight";
 
 impl HypercolumnHead {
     pub fn new(config: HeadConfig, vb: VarBuilder) -> Result<HypercolumnHead> {
@@ -79,12 +86,17 @@ impl HypercolumnHead {
             }
         };
         let (bin_centres, bin_weights) = bin_centres.unzip();
+        let scene = match config.scene_context {
+            true => Some(vb.get_with_hints((c1, SCENE_CHANNELS), SCENE_KEY, init::ZERO)?),
+            false => None,
+        };
         Ok(HypercolumnHead {
             config,
             standardisation,
             conv1: conv(vb.pp("conv1"), HYPERCOLUMN_CHANNELS, c1, k1)?,
             conv2: conv(vb.pp("conv2"), c1, c2, k2)?,
             out: conv(vb.pp("out"), config.q_channels(), outputs, 1)?,
+            scene,
             bin_centres,
             bin_weights,
         })
@@ -248,6 +260,11 @@ impl HypercolumnHead {
         [&self.conv1, &self.conv2, &self.out]
     }
 
+    /// `scene.weight` [c1, 256], for a head with scene context.
+    pub fn scene_weight(&self) -> Option<&Tensor> {
+        self.scene.as_ref()
+    }
+
     /// The head's shape, read from a saved head's tensors.
     pub fn config_of_file(path: &Path) -> std::result::Result<HeadConfig, ModelError> {
         let conv1 = tensor_shape(path, "conv1.weight")?;
@@ -284,6 +301,7 @@ impl HypercolumnHead {
                 bin_spacing,
                 temperature,
                 undo_rebalance,
+                scene_context: tensors.contains_key(SCENE_KEY),
             }),
             _ => Err(ModelError::BadFile {
                 path: path.to_path_buf(),
@@ -419,18 +437,33 @@ impl HypercolumnHead {
     pub fn forward_parts(&self, parts: &HypercolumnParts) -> Result<Tensor> {
         let detached = |c: &Conv2d| Conv2d::new(c.weight().detach(), c.bias().detach());
         let (conv2, out) = (detached(&self.conv2)?, detached(&self.out)?);
-        let a = first_conv(&self.conv1, parts)?.relu()?;
+        let scene = self.scene.as_ref().map(|w| w.detach());
+        let a = add_scene_context(first_conv(&self.conv1, parts)?, scene.as_ref(), &parts.scene)?.relu()?;
         let b = conv2.forward(&a)?.relu()?;
         out.forward(&Tensor::cat(&[&a, &b], 1)?)
     }
-}
 
-impl Module for HypercolumnHead {
-    /// t: [n, 451, h, w] -> logits [n, outputs, h, w]
-    fn forward(&self, t: &Tensor) -> Result<Tensor> {
-        let a = self.conv1.forward(t)?.relu()?;
+    /// The paper's dense formulation, with autograd: t [n, 451, h, w] and
+    /// the scene vectors [n, 256] (used only by a head with scene context)
+    /// -> logits [n, outputs, h, w].
+    pub fn forward(&self, t: &Tensor, scene: &Tensor) -> Result<Tensor> {
+        let a = add_scene_context(self.conv1.forward(t)?, self.scene.as_ref(), scene)?.relu()?;
         let b = self.conv2.forward(&a)?.relu()?;
         let q = Tensor::cat(&[&a, &b], 1)?;
         self.out.forward(&q)
     }
+}
+
+/// conv1's pre-activation [n, c1, h, w] plus, with a scene weight [c1, 256],
+/// each picture's `weight · scene[i]` at all its pixels.
+pub fn add_scene_context(pre: Tensor, weight: Option<&Tensor>, scene: &Tensor) -> Result<Tensor> {
+    let Some(weight) = weight else { return Ok(pre) };
+    let (n, c1) = (pre.dim(0)?, pre.dim(1)?);
+    if scene.dims() != [n, SCENE_CHANNELS] {
+        candle_core::bail!("scene vectors {:?} for a batch of {n}: expected [{n}, {SCENE_CHANNELS}]", scene.dims());
+    }
+    let bias = scene.matmul(&weight.t()?)?; // [n, c1]
+    let shape: Vec<usize> =
+        std::iter::once(n).chain(std::iter::once(c1)).chain(pre.dims()[2..].iter().map(|_| 1)).collect();
+    pre.broadcast_add(&bias.reshape(shape)?)
 }

@@ -37,6 +37,21 @@ pub struct HypercolumnParts {
     pub full: Tensor,
     /// conv2_2 [n, 128, h/2, w/2] and conv3_3 [n, 256, h/4, w/4].
     pub coarse: Vec<Tensor>,
+    /// [n, 256]: each picture's scene vector (`scene_vector`).
+    pub scene: Tensor,
+}
+
+/// The scene vector's length: conv3_3's channels.
+pub const SCENE_CHANNELS: usize = 256;
+
+/// The picture-wide mean of the standardised conv3_3 [n, 256, h', w'] ->
+/// [n, 256]: what a head with scene context (`HeadConfig::scene_context`)
+/// sees of the whole picture, beside the hypercolumn's local view (whose
+/// deepest tap reaches ~40 pixels). Taken at conv3_3's own resolution, so
+/// the dense, parts and window paths all see the same vector.
+pub fn scene_vector(conv3_3: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = conv3_3.dims4()?;
+    conv3_3.reshape((n, c, h * w))?.mean(2)
 }
 
 impl HypercolumnParts {
@@ -45,7 +60,10 @@ impl HypercolumnParts {
         let (Some(x), Some(conv1_2)) = (parts.next(), parts.next()) else {
             candle_core::bail!("the hypercolumn has four parts");
         };
-        Ok(HypercolumnParts { full: Tensor::cat(&[x, conv1_2], 1)?, coarse: parts.collect() })
+        let coarse: Vec<Tensor> = parts.collect();
+        let Some(conv3_3) = coarse.last() else { candle_core::bail!("the hypercolumn has four parts") };
+        let scene = scene_vector(conv3_3)?;
+        Ok(HypercolumnParts { full: Tensor::cat(&[x, conv1_2], 1)?, coarse, scene })
     }
 
     /// (n, h, w) of the hypercolumn.
@@ -115,6 +133,8 @@ pub struct HypercolumnWindows {
     pub features: Tensor,
     /// [pixels, 1, r, r]: 1 where the window position lies in the image, else 0.
     pub inside: Tensor,
+    /// [pixels, 256]: the scene vector of each pixel's picture (`scene_vector`).
+    pub scene: Tensor,
 }
 
 /// The standardised hypercolumn in an r x r window around each pixel
@@ -157,7 +177,11 @@ pub fn hypercolumn_patches(
         .collect();
     let device = x.device();
     let mut parts = Vec::with_capacity(4);
-    for part in standardised_parts(x, taps, standardisation)? {
+    let standardised = standardised_parts(x, taps, standardisation)?;
+    let Some(conv3_3) = standardised.last() else { candle_core::bail!("the hypercolumn has four parts") };
+    let images: Vec<u32> = pixels.iter().map(|p| p.image as u32).collect();
+    let scene = scene_vector(conv3_3)?.index_select(&Tensor::from_vec(images, pixels.len(), device)?, 0)?;
+    for part in standardised {
         let (_, c, ph, pw) = part.dims4()?;
         let rows = part.permute((0, 2, 3, 1))?.reshape((n * ph * pw, c))?;
         let mut gathered: Option<Tensor> = None;
@@ -183,7 +207,7 @@ pub fn hypercolumn_patches(
     let features = rows.reshape((pixels.len(), r, r, HYPERCOLUMN_CHANNELS))?.permute((0, 3, 1, 2))?.contiguous()?;
     let inside: Vec<f32> = positions.iter().map(|p| if p.is_some() { 1.0 } else { 0.0 }).collect();
     let inside = Tensor::from_vec(inside, (pixels.len(), 1, r, r), device)?.to_dtype(features.dtype())?;
-    Ok(HypercolumnWindows { features: features.detach(), inside })
+    Ok(HypercolumnWindows { features: features.detach(), inside, scene: scene.detach() })
 }
 
 /// For each of the four bilinear corners: the row (image, y, x) of a part of

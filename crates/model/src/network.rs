@@ -6,7 +6,7 @@ use crate::provenance::HeadProvenance;
 use crate::smoothing::smooth_chroma;
 use crate::trunk::{normalise_gray, Taps, Vgg16Trunk};
 use crate::{HeadConfig, ModelError};
-use candle_core::{DType, Device, Module, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use std::collections::HashMap;
 use std::path::Path;
@@ -193,10 +193,11 @@ impl Colorizer {
         Ok(hypercolumn_patches(&x, &taps, self.head.standardisation(), pixels, r)?)
     }
 
-    /// The head's logits for a dense hypercolumn: [n, outputs, h, w] (the
-    /// reference for `predict`'s path through the parts).
-    pub fn logits(&self, hypercolumn: &Tensor) -> Result<Tensor, ModelError> {
-        Ok(self.head.forward(hypercolumn)?)
+    /// The head's logits [n, outputs, h, w] through the dense hypercolumn
+    /// built from `parts`, with autograd (the reference for `predict`'s
+    /// path through the parts).
+    pub fn logits(&self, parts: &HypercolumnParts) -> Result<Tensor, ModelError> {
+        Ok(self.head.forward(&parts.dense()?, &parts.scene)?)
     }
 
     /// Predicted (U, V) / 255 in (0, 1): [n, 2, h, w] (decoded by the head:

@@ -171,7 +171,7 @@ fn a_bins_head_round_trips_its_decoding() {
     let ramp: Vec<u8> = (0..32 * 32).map(|i| (i * 7 % 256) as u8).collect();
     let y = model.gray_tensor(&ramp, 1, 32, 32).unwrap();
     let values = |t: Tensor| -> Vec<f32> { t.flatten_all().unwrap().to_vec1().unwrap() };
-    let logits = model.logits(&model.hypercolumn(&y).unwrap()).unwrap();
+    let logits = model.logits(&model.hypercolumn_parts(&y).unwrap()).unwrap();
     assert_eq!(logits.dim(1).unwrap(), k);
     let centres = model.head().bin_centres().unwrap();
     let want = values(annealed_mean(&logits, centres, 0.5).unwrap());
@@ -249,4 +249,81 @@ fn a_head_knows_its_trunk_and_input_side() {
     candle_core::safetensors::save(&tensors, &old).unwrap();
     assert_eq!(HeadProvenance::of_file(&old).unwrap(), HeadProvenance::default());
     assert!(Colorizer::load(&other, &old, &Device::Cpu).is_ok());
+}
+
+/// A head with scene context: `scene.weight` travels with it; the scene
+/// vector is the picture-wide mean of the standardised conv3_3; the
+/// parts path predicts what the dense reference does; and the scene term
+/// lets a pixel's colour depend on content far outside its hypercolumn's
+/// reach (a head without it cannot see there).
+#[test]
+fn a_scene_head_sees_the_whole_picture_and_round_trips() {
+    let dir = tempdir("scene");
+    let trunk = colorize_model::weights::embedded_trunk();
+    let plain = HeadConfig { conv1_channels: 8, conv2_channels: 4, ..HeadConfig::default() };
+    let config = HeadConfig { scene_context: true, ..plain };
+    let model = Colorizer::new(&trunk, config, 2, &Device::Cpu).unwrap();
+    let without = Colorizer::new(&trunk, plain, 2, &Device::Cpu).unwrap();
+    // Two 96 px pictures alike except in their bottom-right 32 x 32, more
+    // than conv3_3's ~40 px reach (plus the head's) from the top-left corner.
+    let s = 96;
+    let picture = |seed: usize| -> Vec<u8> {
+        (0..s * s)
+            .map(|i| {
+                let (y, x) = (i / s, i % s);
+                let far = y >= 64 && x >= 64;
+                ((x * 5 + y * 3 + if far { seed * (x * y % 17) } else { 0 }) % 256) as u8
+            })
+            .collect()
+    };
+    let gray = [picture(0), picture(7)].concat();
+    let y = model.gray_tensor(&gray, 2, s, s).unwrap();
+    for m in [&model, &without] {
+        m.fit_standardisation(std::slice::from_ref(&y)).unwrap();
+    }
+
+    // The scene vector against plain loops over the standardised conv3_3.
+    let parts = model.hypercolumn_parts(&y).unwrap();
+    let conv3_3: Vec<Vec<Vec<Vec<f32>>>> =
+        (0..2).map(|i| parts.coarse[1].get(i).unwrap().to_vec3::<f32>().unwrap()).collect();
+    let scene: Vec<Vec<f32>> = parts.scene.to_vec2().unwrap();
+    for (i, picture) in conv3_3.iter().enumerate() {
+        for (c, plane) in picture.iter().enumerate() {
+            let values: Vec<f64> = plane.iter().flatten().map(|&v| f64::from(v)).collect();
+            let mean = values.iter().sum::<f64>() / values.len() as f64;
+            assert!((f64::from(scene[i][c]) - mean).abs() < 1e-4 * mean.abs().max(1.0), "picture {i} channel {c}");
+        }
+    }
+    assert_ne!(scene[0], scene[1], "the far corners differ, so the scenes do");
+
+    // The parts path against the dense reference.
+    let values = |t: Tensor| -> Vec<f32> { t.flatten_all().unwrap().to_vec1().unwrap() };
+    let dense = values(candle_nn::ops::sigmoid(&model.logits(&parts).unwrap()).unwrap());
+    let predicted = values(model.predict(&y).unwrap());
+    assert!(dense.iter().zip(&predicted).all(|(a, b)| (a - b).abs() < 1e-5));
+
+    // At the top-left pixel, only the scene head tells the two pictures apart.
+    let corner = |m: &Colorizer| -> [f32; 2] {
+        let uv = m.predict(&y).unwrap();
+        let at = |i: usize| uv.get(i).unwrap().narrow(1, 0, 1).unwrap().narrow(2, 0, 1).unwrap().flatten_all();
+        let (a, b): (Vec<f32>, Vec<f32>) = (at(0).unwrap().to_vec1().unwrap(), at(1).unwrap().to_vec1().unwrap());
+        [(a[0] - b[0]).abs(), (a[1] - b[1]).abs()]
+    };
+    assert_eq!(corner(&without), [0.0, 0.0], "without scene context the corner cannot see the far corner");
+    assert!(corner(&model).iter().any(|&d| d > 1e-4), "{:?}", corner(&model));
+
+    // Saved and loaded: the weight, the config and the predictions.
+    let path = dir.join("head.safetensors");
+    model.save_head(&path).unwrap();
+    let saved = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+    assert_eq!(saved["scene.weight"].dims(), [8, 256]);
+    assert!(HypercolumnHead::config_of_file(&path).unwrap().scene_context);
+    let loaded = Colorizer::load(&trunk, &path, &Device::Cpu).unwrap();
+    assert_eq!(values(loaded.predict(&y).unwrap()), predicted);
+    // A plain head's file has no scene weight to give a scene head.
+    let plain_path = dir.join("plain.safetensors");
+    without.save_head(&plain_path).unwrap();
+    let mut scene_head = Colorizer::new(&trunk, config, 2, &Device::Cpu).unwrap();
+    let err = scene_head.load_head(&plain_path).unwrap_err().to_string();
+    assert!(err.contains("scene.weight"), "{err}");
 }

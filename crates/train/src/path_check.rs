@@ -51,7 +51,7 @@ pub fn run_paths(model: &Colorizer, y8: &[u8], uv: &[u8], n: usize, s: usize) ->
         ("conv2_2", cpu(taps.conv2_2)?),
         ("conv3_3", cpu(taps.conv3_3)?),
         ("hypercolumn", cpu(dense_hypercolumn.clone())?),
-        ("logits", cpu(model.logits(&dense_hypercolumn)?)?),
+        ("logits", cpu(model.logits(&parts)?)?),
         ("prediction", cpu(model.predict(&y)?)?),
     ];
     Ok(PathOutputs { tensors, dense, sampled })

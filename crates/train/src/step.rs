@@ -11,11 +11,15 @@
 //! a' = conv1(T)   a = relu(a')      b' = conv2(a)   b = relu(b')
 //! q = [a, b]      z = out(q)        (1x1)           L = loss(z, t)
 //! ```
+//!
+//! With scene context, a' gains `Ws · s` at every pixel of a picture whose
+//! scene vector is s, so ∂L/∂Ws = Σ over pictures (Σ over its pixels ∂L/∂a') ⊗ s.
 
 use crate::loss::{Objective, Targets};
 use crate::qssim_loss::{qssim_gradient, QssimTerm};
 use candle_core::{DType, Result, Tensor};
 use colorize_model::conv::Conv2d;
+use colorize_model::head::add_scene_context;
 use colorize_model::hypercolumn::{HypercolumnParts, Pixel};
 use colorize_model::kernels::first_conv::{first_conv, first_conv_weight_gradient};
 use colorize_model::kernels::relu_backward::relu_backward;
@@ -71,7 +75,8 @@ pub enum Supervision<'a> {
     /// the window's centre equal the dense head's output there, so the
     /// gradients from the centres alone are exactly the dense ones with the
     /// loss at those pixels.
-    Centres { windows: &'a Tensor, targets: &'a Targets, inside: &'a Tensor },
+    /// `scene` [N, 256]: each window's picture's scene vector.
+    Centres { windows: &'a Tensor, targets: &'a Targets, inside: &'a Tensor, scene: &'a Tensor },
 }
 
 /// Forward and backward of the head under `objective`.
@@ -85,18 +90,30 @@ pub fn head_gradients(
     let detached = |c: &Conv2d| Conv2d::new(c.weight().detach(), c.bias().detach());
     let [conv1, conv2, out] = head.convs();
     let (conv1, conv2, out) = (detached(conv1)?, detached(conv2)?, detached(out)?);
+    let scene_weight = head.scene_weight().map(|w| w.detach());
+    let head = Head { conv1: &conv1, conv2: &conv2, out: &out, scene: scene_weight.as_ref() };
     match supervision {
         Supervision::Dense { hypercolumn, targets, qssim } => {
-            dense_gradients([&conv1, &conv2, &out], hypercolumn, targets, qssim, objective)
+            dense_gradients(head, hypercolumn, targets, qssim, objective)
         }
-        Supervision::Centres { windows, targets, inside } => {
-            centre_gradients([&conv1, &conv2, &out], windows, inside, targets, objective)
+        Supervision::Centres { windows, targets, inside, scene } => {
+            centre_gradients(head, windows, inside, scene, targets, objective)
         }
     }
 }
 
+/// The head's weights, detached.
+#[derive(Clone, Copy)]
+struct Head<'a> {
+    conv1: &'a Conv2d,
+    conv2: &'a Conv2d,
+    out: &'a Conv2d,
+    /// `scene.weight` [c1, 256], for a head with scene context.
+    scene: Option<&'a Tensor>,
+}
+
 fn dense_gradients(
-    [conv1, conv2, out]: [&Conv2d; 3],
+    Head { conv1, conv2, out, scene: scene_weight }: Head<'_>,
     t: &HypercolumnParts,
     targets: &Targets,
     qssim: Option<QssimTerm<'_>>,
@@ -107,7 +124,7 @@ fn dense_gradients(
     let k = out.weight().dim(0)?;
     let (n, h, w) = t.size()?;
 
-    let a_pre = first_conv(conv1, t)?;
+    let a_pre = add_scene_context(first_conv(conv1, t)?, scene_weight, &t.scene)?;
     let a = a_pre.relu()?;
     let b_pre = candle_core::Module::forward(conv2, &a)?;
     let b = b_pre.relu()?;
@@ -143,7 +160,11 @@ fn dense_gradients(
     // gradient only (T is constant).
     let da_pre = relu_backward(input_gradient(&db_pre, conv2)?, Some(&dq_a), &a_pre)?;
     grads.insert("conv1.weight".to_string(), first_conv_weight_gradient(t, &da_pre, conv1.weight().dim(3)?)?);
-    grads.insert("conv1.bias".to_string(), sum_nhw(&da_pre)?);
+    let per_picture = da_pre.reshape((n, c1, h * w))?.sum(2)?; // [n, c1]
+    if scene_weight.is_some() {
+        grads.insert("scene.weight".to_string(), per_picture.t()?.matmul(&t.scene)?);
+    }
+    grads.insert("conv1.bias".to_string(), per_picture.sum(0)?);
     Ok(StepGradients { loss: loss_value, grads })
 }
 
@@ -161,9 +182,10 @@ fn dense_gradients(
 /// z = [a at the centre, b] · Woutᵀ + bout     [N, outputs]
 /// ```
 fn centre_gradients(
-    [conv1, conv2, out]: [&Conv2d; 3],
+    Head { conv1, conv2, out, scene: scene_weight }: Head<'_>,
     windows: &Tensor,
     inside: &Tensor,
+    scene: &Tensor,
     targets: &Targets,
     objective: &Objective,
 ) -> Result<StepGradients> {
@@ -191,7 +213,12 @@ fn centre_gradients(
     let w2 = conv2.weight().reshape((c2, c1 * positions))?;
     let w_out = out.weight().reshape((k, c1 + c2))?;
 
-    let a_pre = cols.matmul(&w1.t()?)?.broadcast_add(conv1.bias())?;
+    let mut a_pre = cols.matmul(&w1.t()?)?.broadcast_add(conv1.bias())?;
+    if let Some(ws) = scene_weight {
+        // Each window's scene term, the same at its k2² positions.
+        let by_window = scene.matmul(&ws.t()?)?.unsqueeze(1)?; // [N, 1, c1]
+        a_pre = a_pre.reshape((count, positions, c1))?.broadcast_add(&by_window)?.reshape((count * positions, c1))?;
+    }
     let a = a_pre.relu()?.broadcast_mul(&mask)?;
     // conv2's input in its weight's (channel, ky, kx) order.
     let a_grouped = a.reshape((count, positions, c1))?;
@@ -223,6 +250,10 @@ fn centre_gradients(
 
     let da_pre = (da * relu_mask(&a_pre)?)?.broadcast_mul(&mask)?;
     grads.insert("conv1.weight".to_string(), da_pre.t()?.matmul(&cols)?.reshape((c1, cin, k1, k1))?);
+    if scene_weight.is_some() {
+        let per_window = da_pre.reshape((count, positions, c1))?.sum(1)?; // [N, c1]
+        grads.insert("scene.weight".to_string(), per_window.t()?.matmul(scene)?);
+    }
     grads.insert("conv1.bias".to_string(), da_pre.sum(0)?);
     Ok(StepGradients { loss: loss_value, grads })
 }
@@ -239,7 +270,12 @@ pub fn sampled_gradients(
 ) -> std::result::Result<StepGradients, ModelError> {
     let targets = objective.targets(uv, (pixels.len(), 1, 1), y.device())?;
     let windows = model.hypercolumn_windows(y, pixels, model.head().config().receptive_field())?;
-    let supervision = Supervision::Centres { windows: &windows.features, targets: &targets, inside: &windows.inside };
+    let supervision = Supervision::Centres {
+        windows: &windows.features,
+        targets: &targets,
+        inside: &windows.inside,
+        scene: &windows.scene,
+    };
     Ok(head_gradients(model.head(), supervision, objective)?)
 }
 

@@ -41,18 +41,18 @@ fn small_head(output: HeadOutput, k1: usize, k2: usize) -> HeadConfig {
     }
 }
 
-/// A fresh small head (seeded) and two random 16x16 pictures: the model,
+/// A fresh `head` (seeded) and two random 16x16 pictures: the model,
 /// their gray [2, 1, 16, 16] (values in `gray`, inclusive) and (U, V) bytes
 /// [2, 2, 16, 16] (uniform in `target`, inclusive).
 fn small_batch(
-    output: HeadOutput,
+    head: HeadConfig,
     seed: u64,
     data_seed: u64,
     gray: (u8, u8),
     target: (u8, u8),
 ) -> (Colorizer, Tensor, Vec<u8>) {
     let device = Device::Cpu;
-    let model = Colorizer::new(&embedded_trunk(), small_head(output, 3, 3), seed, &device).unwrap();
+    let model = Colorizer::new(&embedded_trunk(), head, seed, &device).unwrap();
     let (n, s) = (2, 16);
     let mut rng = Rng::new(data_seed);
     let levels = u64::from(gray.1 - gray.0) + 1;
@@ -63,23 +63,26 @@ fn small_batch(
     (model, y, uv)
 }
 
+/// Every objective, without and with scene context (whose weight is drawn
+/// like the others, so its term is not zero).
 #[test]
 fn hand_written_gradients_equal_autograd() {
-    for (output, objective) in objectives() {
-        let (model, y, uv) = small_batch(output, 7, 3, (0, 255), (0, 255));
+    for ((output, objective), scene_context) in objectives().into_iter().flat_map(|o| [(o.clone(), false), (o, true)]) {
+        let head = HeadConfig { scene_context, ..small_head(output, 3, 3) };
+        let (model, y, uv) = small_batch(head, 7, 3, (0, 255), (0, 255));
         let targets = objective.targets(&uv, (2, 16, 16), &Device::Cpu).unwrap();
         let parts = model.hypercolumn_parts(&y).unwrap();
-        let t = parts.dense().unwrap();
         let supervision = Supervision::Dense { hypercolumn: &parts, targets: &targets, qssim: None };
         let hand = head_gradients(model.head(), supervision, &objective).unwrap();
-        let logits = model.logits(&t).unwrap();
+        let logits = model.logits(&parts).unwrap();
         let auto_loss = objective.loss(&logits, &targets).unwrap();
         let auto = auto_loss.backward().unwrap();
         let auto_value = auto_loss.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
         assert!((hand.loss - auto_value).abs() < 1e-6 * auto_value.abs().max(1.0));
         let vars = model.varmap().data().lock().unwrap();
         let trained = vars.keys().filter(|name| HypercolumnHead::is_trained(name)).count();
-        assert_eq!(trained, 6, "conv1, conv2, out: weight and bias");
+        let expected = if scene_context { 7 } else { 6 };
+        assert_eq!(trained, expected, "conv1, conv2, out: weight and bias; scene.weight");
         assert_eq!(hand.grads.len(), trained, "a gradient for every trained variable");
         for (name, var) in vars.iter().filter(|(name, _)| HypercolumnHead::is_trained(name)) {
             let a: Vec<f32> = auto.get(var).unwrap().flatten_all().unwrap().to_vec1().unwrap();
@@ -97,7 +100,8 @@ fn hand_written_gradients_equal_autograd() {
 /// `smooth_chroma`.
 #[test]
 fn gradients_with_the_qssim_term_equal_autograd() {
-    let (model, y, uv) = small_batch(HeadOutput::Uv, 9, 4, (30, 229), (77, 178));
+    let head = HeadConfig { scene_context: true, ..small_head(HeadOutput::Uv, 3, 3) };
+    let (model, y, uv) = small_batch(head, 9, 4, (30, 229), (77, 178));
     let bce = Objective::Uv(Loss::Bce);
     let targets = bce.targets(&uv, (2, 16, 16), &Device::Cpu).unwrap();
     let Targets::Uv(target_uv) = &targets else { unreachable!() };
@@ -107,7 +111,7 @@ fn gradients_with_the_qssim_term_equal_autograd() {
     let supervision = Supervision::Dense { hypercolumn: &parts, targets: &targets, qssim: Some(term) };
     let hand = head_gradients(model.head(), supervision, &bce).unwrap();
 
-    let logits = model.logits(&parts.dense().unwrap()).unwrap();
+    let logits = model.logits(&parts).unwrap();
     let uv = colorize_model::smoothing::smooth_chroma(&candle_nn::ops::sigmoid(&logits).unwrap(), smoothing).unwrap();
     let pred = join_chroma(&y, &(uv * 255.0).unwrap(), true).unwrap();
     let truth = join_chroma(&y, &(target_uv * 255.0).unwrap(), false).unwrap();
@@ -143,13 +147,16 @@ fn window_gradients_equal_dense_autograd_at_the_sampled_pixels() {
 
 fn windows_against_dense(k1: usize, k2: usize) {
     for (output, objective) in objectives() {
-        windows_against_dense_with(k1, k2, output, &objective);
+        for scene_context in [false, true] {
+            let head = HeadConfig { scene_context, ..small_head(output, k1, k2) };
+            windows_against_dense_with(head, &objective);
+        }
     }
 }
 
-fn windows_against_dense_with(k1: usize, k2: usize, output: HeadOutput, objective: &Objective) {
+fn windows_against_dense_with(head: HeadConfig, objective: &Objective) {
+    let (k1, k2) = (head.conv1_kernel, head.conv2_kernel);
     let device = Device::Cpu;
-    let head = small_head(output, k1, k2);
     let model = Colorizer::new(&embedded_trunk(), head, 9, &device).unwrap();
     let (n, s) = (2, 16);
     let mut rng = Rng::new(5);
@@ -168,7 +175,7 @@ fn windows_against_dense_with(k1: usize, k2: usize, output: HeadOutput, objectiv
     let targets = objective.targets(&uv, (pixels.len(), 1, 1), &device).unwrap();
 
     let windows = model.hypercolumn_windows(&y, &pixels, head.receptive_field()).unwrap();
-    let dense = model.logits(&model.hypercolumn(&y).unwrap()).unwrap(); // [n, outputs, s, s]
+    let dense = model.logits(&model.hypercolumn_parts(&y).unwrap()).unwrap(); // [n, outputs, s, s]
     let outputs = dense.dim(1).unwrap();
     let flat = dense.permute((0, 2, 3, 1)).unwrap().reshape((n * s * s, outputs)).unwrap();
     let rows: Vec<u32> = pixels.iter().map(|p| ((p.image * s + p.row) * s + p.col) as u32).collect();
@@ -178,8 +185,12 @@ fn windows_against_dense_with(k1: usize, k2: usize, output: HeadOutput, objectiv
         .reshape((pixels.len(), outputs, 1, 1))
         .unwrap();
     {
-        let supervision =
-            Supervision::Centres { windows: &windows.features, targets: &targets, inside: &windows.inside };
+        let supervision = Supervision::Centres {
+            windows: &windows.features,
+            targets: &targets,
+            inside: &windows.inside,
+            scene: &windows.scene,
+        };
         let hand = head_gradients(model.head(), supervision, objective).unwrap();
         let auto_loss = objective.loss(&at_pixels, &targets).unwrap();
         let auto = auto_loss.backward().unwrap();
@@ -191,7 +202,11 @@ fn windows_against_dense_with(k1: usize, k2: usize, output: HeadOutput, objectiv
             let h: Vec<f32> = hand.grads[name].flatten_all().unwrap().to_vec1().unwrap();
             let scale = a.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
             let worst = a.iter().zip(&h).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-            assert!(worst <= 1e-4 * scale, "k{k1}/k{k2} {objective:?} {name}: max difference {worst} (scale {scale})");
+            let scene = head.scene_context;
+            assert!(
+                worst <= 1e-4 * scale,
+                "k{k1}/k{k2} scene {scene} {objective:?} {name}: max {worst} (scale {scale})"
+            );
         }
     }
 }
@@ -203,7 +218,8 @@ fn windows_against_dense_with(k1: usize, k2: usize, output: HeadOutput, objectiv
 fn gradients_are_bit_identical_across_threads_and_runs() {
     let device = Device::Cpu;
     let head = small_head(HeadOutput::Uv, 3, 3);
-    let model = Colorizer::new(&embedded_trunk(), HeadConfig { conv1_channels: 64, ..head }, 5, &device).unwrap();
+    let head = HeadConfig { conv1_channels: 64, scene_context: true, ..head };
+    let model = Colorizer::new(&embedded_trunk(), head, 5, &device).unwrap();
     let (n, s) = (4, 64); // 4 images of 64 x 64: many pieces of 1024 pixels per layer
     let mut rng = Rng::new(8);
     let gray: Vec<u8> = (0..n * s * s).map(|_| rng.below(256) as u8).collect();

@@ -372,6 +372,7 @@ fn layers(device: &Device, mut peer: Option<&mut PytorchPeer>) -> Result<()> {
         let parts = colorize_model::hypercolumn::HypercolumnParts {
             full: random(&[1, 67, side, side])?,
             coarse: vec![random(&[1, 128, side / 2, side / 2])?, random(&[1, 256, side / 4, side / 4])?],
+            scene: random(&[1, 256])?,
         };
         let x = if first { parts.full.clone() } else { random(&[1, cin, side, side])? };
         let run = || -> Result<()> {

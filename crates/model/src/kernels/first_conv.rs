@@ -136,7 +136,9 @@ mod tests {
     fn parts(n: usize, s: usize) -> HypercolumnParts {
         let d = Device::Cpu;
         let part = |c: usize, side: usize| Tensor::randn(0f32, 1.0, (n, c, side, side), &d).unwrap();
-        HypercolumnParts { full: part(5, s), coarse: vec![part(4, s / 2), part(6, s / 4)] }
+        let coarse = vec![part(4, s / 2), part(6, s / 4)];
+        let scene = crate::hypercolumn::scene_vector(&coarse[1]).unwrap();
+        HypercolumnParts { full: part(5, s), coarse, scene }
     }
 
     fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
