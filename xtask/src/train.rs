@@ -43,7 +43,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Event::Step { step, epoch, loss, lr, images_per_s } => {
             println!("step {step:>7}  epoch {epoch:>4}  loss {loss:.5}  lr {lr:.3e}  {images_per_s:.1} images/s");
         }
-        Event::Validation { step, scores, failed, gray, mean_chroma } => {
+        Event::Validation { step, scores, failed, gray, mean_chroma, loss } => {
             let mean = |m: &BTreeMap<String, Summary>, name: &str| m.get(name).map_or(f64::NAN, |s| s.mean);
             let line: Vec<String> = scores
                 .iter()
@@ -56,7 +56,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
                     )
                 })
                 .collect();
-            println!("validation at step {step}: {}", line.join(", "));
+            let loss = loss.map_or(String::new(), |l| format!("loss {l:.5}, "));
+            println!("validation at step {step}: {loss}{}", line.join(", "));
             if !failed.is_empty() {
                 println!("validation at step {step}: {} pictures could not be scored, left out:", failed.len());
                 for f in failed {

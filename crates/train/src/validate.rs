@@ -1,15 +1,17 @@
 //! Validation during training: a held-out set scored with the eval crate's
 //! measures at the cache's size, the gray baseline computed once beside it,
-//! and a few gray | prediction | truth strips for TensorBoard.
+//! the training objective's loss on the same pictures, and a few
+//! gray | prediction | truth strips for TensorBoard.
 
 use crate::config::ValidationConfig;
 use colorize_core::Side;
 use colorize_data::decode::load_rgb;
-use colorize_data::prepare::square;
+use colorize_data::prepare::{square, Planes};
 use colorize_data::CropPolicy;
 use colorize_eval::score::{dataset_items, seeded_subset};
 use colorize_eval::{score, Item, Predictor, Protocol, Scoring, Summary};
 
+use crate::loss::Objective;
 use colorize_model::{comparison_strip, Colorizer, ModelError};
 use image::RgbImage;
 use std::collections::BTreeMap;
@@ -35,7 +37,13 @@ pub struct Validator {
     pub mean_chroma_baseline: BTreeMap<String, Summary>,
     /// The truths of the preview pictures, squared.
     previews: Vec<(String, RgbImage)>,
+    /// Every readable validation picture squared to the side, as the
+    /// training loss sees it (gray and chroma planes).
+    planes: Vec<Planes>,
 }
+
+/// Pictures per forward pass of the held-out loss.
+const LOSS_BATCH: usize = 16;
 
 impl Validator {
     /// `mean_uv`: the training cache's mean (U, V), 0..255.
@@ -57,6 +65,7 @@ impl Validator {
             gray_baseline: BTreeMap::new(),
             mean_chroma_baseline: BTreeMap::new(),
             previews: Vec::new(),
+            planes: Vec::new(),
         };
         validator.gray_baseline = validator.score(Predictor::Gray);
         validator.mean_chroma_baseline = validator.score(Predictor::MeanChroma(mean_uv));
@@ -65,6 +74,11 @@ impl Validator {
             .iter()
             .filter_map(|item| Some((item.name.clone(), square(&load_rgb(&item.truth).ok()?.rgb, side, crop).ok()?)))
             .take(config.images)
+            .collect();
+        validator.planes = validator
+            .items
+            .iter()
+            .filter_map(|item| Some(Planes::from_rgb(&square(&load_rgb(&item.truth).ok()?.rgb, side, crop).ok()?)))
             .collect();
         Ok(validator)
     }
@@ -96,6 +110,28 @@ impl Validator {
     /// The model's scores on the validation set, with its failures.
     pub fn run(&self, model: &Colorizer) -> ValidationScores {
         self.score_with_failures(Predictor::Model(model, self.side))
+    }
+
+    /// The training objective's mean per-pixel loss on the validation
+    /// pictures (every pixel; the logits before decoding, so neither the
+    /// decoding settings nor the smoothing enter): the held-out counterpart
+    /// of `train/loss`, which moves when the decoded measures barely do.
+    /// `None` when no picture could be read.
+    pub fn loss(&self, model: &Colorizer, objective: &Objective) -> Result<Option<f64>, ModelError> {
+        let s = self.side.get() as usize;
+        let (mut total, mut pictures) = (0.0, 0);
+        for batch in self.planes.chunks(LOSS_BATCH) {
+            let n = batch.len();
+            let gray: Vec<u8> = batch.iter().flat_map(|p| p.y.iter().copied()).collect();
+            let uv: Vec<u8> = batch.iter().flat_map(|p| p.uv.iter().copied()).collect();
+            let y = model.gray_tensor(&gray, n, s, s)?;
+            let logits = model.head().forward_parts(&model.hypercolumn_parts(&y)?)?;
+            let targets = objective.targets(&uv, (n, s, s), model.device())?;
+            let loss = objective.loss(&logits, &targets)?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+            total += loss * n as f64;
+            pictures += n;
+        }
+        Ok((pictures > 0).then(|| total / pictures as f64))
     }
 
     /// (name, gray | prediction | truth) for each preview picture.

@@ -166,6 +166,29 @@ fn validation_failures_are_reported_and_best_is_a_link() {
         assert!(line["validation_failures"][0]["name"].as_str().unwrap().contains("broken"), "{line}");
         assert_eq!(line["validation"]["qssim"]["n"], 4);
     }
+    // The held-out loss is the training objective (BCE here) on the readable
+    // pictures: recomputed in plain loops from the step-20 head's prediction.
+    let head = outcome.run_dir.join("checkpoints/step-00000020/head.safetensors");
+    let model =
+        colorize_model::Colorizer::load(&colorize_model::weights::embedded_trunk(), &head, &Device::Cpu).unwrap();
+    let side = colorize_core::Side::new(32).unwrap();
+    let (mut sum, mut pixels) = (0.0f64, 0usize);
+    for i in 0..4 {
+        let rgb = colorize_data::decode::load_rgb(&held_out.join(format!("p{i}.png"))).unwrap().rgb;
+        let planes = colorize_data::prepare::Planes::from_rgb(
+            &colorize_data::prepare::square(&rgb, side, colorize_data::CropPolicy::Center).unwrap(),
+        );
+        let y = model.gray_tensor(&planes.y, 1, 32, 32).unwrap();
+        let p: Vec<f32> = model.predict(&y).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        for (&p, &t) in p.iter().zip(&planes.uv) {
+            let (p, t) = (f64::from(p), f64::from(t) / 255.0);
+            sum -= t * p.ln() + (1.0 - t) * (1.0 - p).ln();
+        }
+        pixels += 32 * 32;
+    }
+    let want = sum / pixels as f64;
+    let logged = lines[1]["validation_loss"].as_f64().unwrap();
+    assert!((logged - want).abs() < 1e-4 * want, "logged {logged}, recomputed {want}");
     let best = outcome.run_dir.join("checkpoints/best");
     let target = std::fs::read_link(&best).expect("best is a link");
     assert!(target.to_string_lossy().starts_with("best-step-"), "{target:?}");

@@ -80,6 +80,8 @@ pub enum Event<'a> {
         failed: &'a [colorize_eval::Failure],
         gray: &'a BTreeMap<String, Summary>,
         mean_chroma: &'a BTreeMap<String, Summary>,
+        /// The training objective on the validation pictures (`Validator::loss`).
+        loss: Option<f64>,
     },
     Checkpoint {
         step: u64,
@@ -325,9 +327,11 @@ impl<'a> Session<'a> {
         let step = self.state.step;
         let validation = validator.run(&self.model);
         let scores = validation.metrics;
+        let held_out_loss = validator.loss(&self.model, &self.objective)?;
         let line = json!({
             "step": step,
             "validation": scores,
+            "validation_loss": held_out_loss,
             "validation_failed": validation.failed.len(),
             "validation_failures": validation.failed,
             "gray_baseline": validator.gray_baseline,
@@ -338,6 +342,9 @@ impl<'a> Session<'a> {
             self.tb.scalar(&format!("val/{name}"), s.mean, step);
         }
         self.tb.scalar("val/failed_pictures", validation.failed.len() as f64, step);
+        if let Some(loss) = held_out_loss {
+            self.tb.scalar("val/loss", loss, step);
+        }
         for (baseline, summaries) in
             [("gray", &validator.gray_baseline), ("mean_chroma", &validator.mean_chroma_baseline)]
         {
@@ -354,6 +361,7 @@ impl<'a> Session<'a> {
             failed: &validation.failed,
             gray: &validator.gray_baseline,
             mean_chroma: &validator.mean_chroma_baseline,
+            loss: held_out_loss,
         });
         self.write_metrics(&line)?;
         // A NaN score is no score: it must neither become nor block the best.
