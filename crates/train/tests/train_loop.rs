@@ -254,6 +254,13 @@ fn an_interrupted_bins_run_resumes_bit_for_bit() {
     resumes_bit_for_bit("resume-bins", BINS, |_| {});
 }
 
+/// A head with scene context: its scene weight (and its optimizer state)
+/// comes back from the checkpoint, on sampled pixels.
+#[test]
+fn an_interrupted_scene_context_run_resumes_bit_for_bit() {
+    resumes_bit_for_bit("resume-scene", "sampled_pixels = 32", |e| e.model.head.scene_context = true);
+}
+
 const BINS: &str = "loss = \"bins\"\n[train.bins]\nrebalance = 0.5\n";
 
 fn resumes_bit_for_bit(name: &str, train_extra: &str, tweak: fn(&mut Experiment)) {
