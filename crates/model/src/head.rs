@@ -458,12 +458,10 @@ impl HypercolumnHead {
 /// each picture's `weight · scene[i]` at all its pixels.
 pub fn add_scene_context(pre: Tensor, weight: Option<&Tensor>, scene: &Tensor) -> Result<Tensor> {
     let Some(weight) = weight else { return Ok(pre) };
-    let (n, c1) = (pre.dim(0)?, pre.dim(1)?);
+    let (n, c1, _, _) = pre.dims4()?;
     if scene.dims() != [n, SCENE_CHANNELS] {
         candle_core::bail!("scene vectors {:?} for a batch of {n}: expected [{n}, {SCENE_CHANNELS}]", scene.dims());
     }
     let bias = scene.matmul(&weight.t()?)?; // [n, c1]
-    let shape: Vec<usize> =
-        std::iter::once(n).chain(std::iter::once(c1)).chain(pre.dims()[2..].iter().map(|_| 1)).collect();
-    pre.broadcast_add(&bias.reshape(shape)?)
+    pre.broadcast_add(&bias.reshape((n, c1, 1, 1))?)
 }
