@@ -37,9 +37,6 @@ pub struct Validator {
     pub mean_chroma_baseline: BTreeMap<String, Summary>,
     /// The truths of the preview pictures, squared.
     previews: Vec<(String, RgbImage)>,
-    /// Every readable validation picture squared to the side, as the
-    /// training loss sees it (gray and chroma planes).
-    planes: Vec<Planes>,
 }
 
 /// Pictures per forward pass of the held-out loss.
@@ -65,22 +62,21 @@ impl Validator {
             gray_baseline: BTreeMap::new(),
             mean_chroma_baseline: BTreeMap::new(),
             previews: Vec::new(),
-            planes: Vec::new(),
         };
         validator.gray_baseline = validator.score(Predictor::Gray);
         validator.mean_chroma_baseline = validator.score(Predictor::MeanChroma(mean_uv));
         validator.previews = validator
             .items
             .iter()
-            .filter_map(|item| Some((item.name.clone(), square(&load_rgb(&item.truth).ok()?.rgb, side, crop).ok()?)))
+            .filter_map(|item| Some((item.name.clone(), validator.squared(item)?)))
             .take(config.images)
             .collect();
-        validator.planes = validator
-            .items
-            .iter()
-            .filter_map(|item| Some(Planes::from_rgb(&square(&load_rgb(&item.truth).ok()?.rgb, side, crop).ok()?)))
-            .collect();
         Ok(validator)
+    }
+
+    /// An item's truth squared to the side, if it can be read.
+    fn squared(&self, item: &Item) -> Option<RgbImage> {
+        square(&load_rgb(&item.truth).ok()?.rgb, self.side, self.crop).ok()
     }
 
     pub fn len(&self) -> usize {
@@ -120,8 +116,15 @@ impl Validator {
     pub fn loss(&self, model: &Colorizer, objective: &Objective) -> Result<Option<f64>, ModelError> {
         let s = self.side.get() as usize;
         let (mut total, mut pictures) = (0.0, 0);
-        for batch in self.planes.chunks(LOSS_BATCH) {
+        // Read a batch at a time (as scoring does), so that a large
+        // validation set is never held in memory.
+        for items in self.items.chunks(LOSS_BATCH) {
+            let batch: Vec<Planes> =
+                items.iter().filter_map(|item| Some(Planes::from_rgb(&self.squared(item)?))).collect();
             let n = batch.len();
+            if n == 0 {
+                continue;
+            }
             let gray: Vec<u8> = batch.iter().flat_map(|p| p.y.iter().copied()).collect();
             let uv: Vec<u8> = batch.iter().flat_map(|p| p.uv.iter().copied()).collect();
             let y = model.gray_tensor(&gray, n, s, s)?;
