@@ -88,6 +88,12 @@ pub struct TrainConfig {
     /// layers), not on the whole image. Absent: every pixel (the method).
     #[serde(default)]
     pub sampled_pixels: Option<usize>,
+    /// Train on a random `crop` x `crop` square of each cached picture,
+    /// drawn afresh each step (not in the method): the head learns at the
+    /// cache's scale, the size it predicts at, for the trunk's cost at the
+    /// crop's. Absent: the whole picture.
+    #[serde(default)]
+    pub crop: Option<Side>,
     /// Mirror a random half of each batch left-right (the source is silent;
     /// off is the method).
     #[serde(default)]
@@ -269,9 +275,22 @@ impl TrainConfig {
     fn invalid_key(&self, side: Side) -> InvalidKey {
         self.invalid_count_or_rate()
             .or_else(|| self.invalid_optimizer())
-            .or_else(|| self.invalid_sampling(side))
+            .or_else(|| self.invalid_crop(side))
+            .or_else(|| self.invalid_sampling(self.trained_side(side)))
             .or_else(|| self.bins.validate().err())
-            .or_else(|| self.invalid_qssim_term(side))
+            .or_else(|| self.invalid_qssim_term(self.trained_side(side)))
+    }
+
+    /// The side of the pictures a step trains on: the crop's, or the
+    /// cached pictures' (`cached`).
+    pub fn trained_side(&self, cached: Side) -> Side {
+        self.crop.unwrap_or(cached)
+    }
+
+    fn invalid_crop(&self, cached: Side) -> InvalidKey {
+        let crop = self.crop?;
+        (crop.get() > cached.get())
+            .then(|| ("train.crop", format!("{crop} is larger than the cached pictures (data.size = {cached})")))
     }
 
     fn invalid_count_or_rate(&self) -> InvalidKey {
@@ -579,6 +598,23 @@ qssim_weight = -1
         );
         let err = Experiment::parse(&negative, "x", Path::new("/")).unwrap_err();
         assert!(err.contains("train.qssim_weight") && err.contains("line 5"), "{err}");
+    }
+
+    /// A crop is a model side no larger than the cache's, and the
+    /// per-picture checks (sampled pixels) are against the crop.
+    #[test]
+    fn a_crop_fits_the_cached_pictures_and_sampling_is_checked_against_it() {
+        let parse =
+            |train: &str| Experiment::parse(&format!("{MINIMAL}size = 64\n[train]\n{train}"), "x", Path::new("/"));
+        let e = parse("crop = 32\nsampled_pixels = 1024\n").unwrap();
+        assert_eq!(e.train.trained_side(e.data.size).get(), 32);
+        assert_eq!(Experiment::parse(MINIMAL, "x", Path::new("/")).unwrap().train.crop, None);
+        let err = parse("crop = 96\n").unwrap_err();
+        assert!(err.starts_with("train.crop (line 6)") && err.contains("data.size = 64"), "{err}");
+        let err = parse("crop = 30\n").unwrap_err();
+        assert!(err.contains("line 6") && err.contains("multiple of 4"), "{err}");
+        let err = parse("crop = 32\nsampled_pixels = 1025\n").unwrap_err();
+        assert!(err.starts_with("train.sampled_pixels (line 7)") && err.contains("1024"), "{err}");
     }
 
     #[test]

@@ -261,6 +261,13 @@ fn an_interrupted_scene_context_run_resumes_bit_for_bit() {
     resumes_bit_for_bit("resume-scene", "sampled_pixels = 32", |e| e.model.head.scene_context = true);
 }
 
+/// Random crops (here with mirroring) are drawn per step, so a resumed run
+/// sees the same windows.
+#[test]
+fn an_interrupted_cropped_run_resumes_bit_for_bit() {
+    resumes_bit_for_bit("resume-crop", "crop = 16\nflip = true", |_| {});
+}
+
 const BINS: &str = "loss = \"bins\"\n[train.bins]\nrebalance = 0.5\n";
 
 fn resumes_bit_for_bit(name: &str, train_extra: &str, tweak: fn(&mut Experiment)) {

@@ -12,7 +12,7 @@ pub use error::TrainError;
 pub use fingerprint::config_hash;
 pub use setup::run_config;
 
-use crate::augment::flip_some;
+use crate::augment::{crop_each, flip_some};
 use crate::bin_loss::{BinObjective, SoftEncoding};
 use crate::checkpoint::{self, TrainState};
 use crate::config::Loss;
@@ -125,6 +125,10 @@ pub fn train(
 struct Session<'a> {
     experiment: &'a Experiment,
     device: &'a Device,
+    /// The cached pictures' side (the model's input size, where validation
+    /// runs).
+    cached_side: usize,
+    /// The side a step trains on: the crop's, or the cached side.
     side: usize,
     per_epoch: u64,
     total_steps: u64,
@@ -202,7 +206,8 @@ impl<'a> Session<'a> {
         let session = Session {
             experiment,
             device: &options.device,
-            side: side.get() as usize,
+            cached_side: side.get() as usize,
+            side: cfg.trained_side(side).get() as usize,
             per_epoch,
             total_steps,
             model,
@@ -237,9 +242,13 @@ impl<'a> Session<'a> {
         RunStatus { run_dir: &self.run_dir, planned: self.total_steps }
     }
 
-    /// Random horizontal flips, when the config asks for them.
+    /// Random crops and horizontal flips, when the config asks for them.
     fn augment(&self, batch: &mut Batch) {
         let (cfg, n) = (&self.experiment.train, batch.ids.len());
+        if self.side < self.cached_side {
+            (batch.y, batch.uv) =
+                crop_each(&batch.y, &batch.uv, n, self.cached_side, self.side, cfg.seed, self.state.step);
+        }
         if cfg.flip {
             flip_some(&mut batch.y, &mut batch.uv, n, self.side, cfg.seed, self.state.step);
         }
