@@ -50,7 +50,8 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct RetuneArgs {
-    /// The head to copy. Default: the project's embedded colorizer.
+    /// The head to copy: a head file, a checkpoint folder, or a run folder
+    /// (its best checkpoint). Default: the project's embedded colorizer.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// Where the retuned head goes.
@@ -144,7 +145,8 @@ pub struct ColorizeArgs {
     /// Output folder; outputs keep the inputs' names (and folders), as PNG [default: runs/colorized]
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Trained head (safetensors). Default: the project's embedded colorizer.
+    /// Trained head: a head file, a checkpoint folder, or a run folder (its
+    /// best checkpoint). Default: the project's embedded colorizer.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// Side of the square the model sees (a multiple of 4). Default: the
@@ -185,7 +187,8 @@ pub struct EvalArgs {
     /// Seed of that draw.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Trained head to evaluate. Default: the embedded colorizer.
+    /// Trained head to evaluate: a head file, a checkpoint folder, or a run
+    /// folder (its best checkpoint). Default: the embedded colorizer.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// Side of the square the model sees, and of the default comparison.

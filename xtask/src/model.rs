@@ -41,10 +41,24 @@ pub fn load_colorizer(args: &ModelArgs, checkpoint: Option<&Path>) -> Result<Col
     Ok(colorizer)
 }
 
-fn head_path(checkpoint: Option<&Path>) -> Result<PathBuf> {
-    Ok(match checkpoint {
-        Some(path) => absolute(path),
-        None => embedded_head().ok_or(ModelError::NoEmbeddedHead)?,
+/// The head file `--checkpoint` names: a head file itself, a checkpoint
+/// folder (`<run>/checkpoints/step-…`, its `head.safetensors`), or a run
+/// folder (its best checkpoint's head); the embedded head without it.
+pub fn head_path(checkpoint: Option<&Path>) -> Result<PathBuf> {
+    let Some(path) = checkpoint.map(absolute) else {
+        return Ok(embedded_head().ok_or(ModelError::NoEmbeddedHead)?);
+    };
+    if !path.is_dir() {
+        return Ok(path);
+    }
+    let inside = ["head.safetensors", "checkpoints/best/head.safetensors"];
+    inside.iter().map(|file| path.join(file)).find(|head| head.is_file()).with_context(|| {
+        format!(
+            "--checkpoint {}: a folder, but neither a checkpoint (no {}) nor a run with a best checkpoint (no {})",
+            path.display(),
+            inside[0],
+            inside[1]
+        )
     })
 }
 
@@ -55,9 +69,10 @@ fn head_path(checkpoint: Option<&Path>) -> Result<PathBuf> {
 /// the embedded colorizer, `EMBEDDED_HEAD_SIDE`; else 224.
 pub fn default_side(checkpoint: Option<&Path>) -> u32 {
     let recorded = head_path(checkpoint).ok().and_then(|head| HeadProvenance::of_file(&head).ok()?.input_side);
-    recorded.unwrap_or_else(|| match checkpoint {
+    recorded.unwrap_or_else(|| match checkpoint.map(|_| head_path(checkpoint)) {
         None => colorize_model::weights::EMBEDDED_HEAD_SIDE,
-        Some(head) => head
+        Some(Err(_)) => 224,
+        Some(Ok(head)) => head
             .ancestors()
             .nth(3)
             .and_then(|run| colorize_train::run_config(run).ok())

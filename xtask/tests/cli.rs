@@ -192,6 +192,18 @@ fn retune_changes_only_the_prediction_settings() {
     let odd =
         xtask(&["retune", "--checkpoint", head.to_str().unwrap(), "--out", out.to_str().unwrap(), "--size", "30"]);
     assert!(!odd.status.success() && text(&odd.stderr).contains("multiple of 4"), "{}", text(&odd.stderr));
+    // A checkpoint folder stands for its head file.
+    let from_folder = dir.join("from-folder.safetensors");
+    let folder = head.parent().unwrap().to_str().unwrap();
+    let args = ["--chroma-smoothing", "3", "--size", "48"];
+    let run = xtask(&[&["retune", "--checkpoint", folder, "--out", from_folder.to_str().unwrap()][..], &args].concat());
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert!(std::fs::read(&from_folder).unwrap() == std::fs::read(&out).unwrap(), "the folder's head, retuned alike");
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let run = xtask(&["retune", "--checkpoint", empty.to_str().unwrap(), "--out", from_folder.to_str().unwrap()]);
+    let stderr = text(&run.stderr);
+    assert!(!run.status.success() && stderr.contains("empty") && stderr.contains("head.safetensors"), "{stderr}");
 }
 
 /// The GPU machine's check, run here on the CPU: the reference path against
