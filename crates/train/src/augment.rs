@@ -1,4 +1,4 @@
-//! Data augmentation: random crops (`train.crop`) and left-right mirror
+//! Data augmentation: random crops (`train.random_crop`) and left-right mirror
 //! images (`train.flip`). Both are pure functions of (seed, step), so a
 //! resumed run sees what an uninterrupted one saw.
 

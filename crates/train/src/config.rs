@@ -88,12 +88,12 @@ pub struct TrainConfig {
     /// layers), not on the whole image. Absent: every pixel (the method).
     #[serde(default)]
     pub sampled_pixels: Option<usize>,
-    /// Train on a random `crop` x `crop` square of each cached picture,
+    /// Train on a random square of this side from each cached picture,
     /// drawn afresh each step (not in the method): the head learns at the
     /// cache's scale, the size it predicts at, for the trunk's cost at the
     /// crop's. Absent: the whole picture.
     #[serde(default)]
-    pub crop: Option<Side>,
+    pub random_crop: Option<Side>,
     /// Mirror a random half of each batch left-right (the source is silent;
     /// off is the method).
     #[serde(default)]
@@ -284,13 +284,13 @@ impl TrainConfig {
     /// The side of the pictures a step trains on: the crop's, or the
     /// cached pictures' (`cached`).
     pub fn trained_side(&self, cached: Side) -> Side {
-        self.crop.unwrap_or(cached)
+        self.random_crop.unwrap_or(cached)
     }
 
     fn invalid_crop(&self, cached: Side) -> InvalidKey {
-        let crop = self.crop?;
+        let crop = self.random_crop?;
         (crop.get() > cached.get())
-            .then(|| ("train.crop", format!("{crop} is larger than the cached pictures (data.size = {cached})")))
+            .then(|| ("train.random_crop", format!("{crop} is larger than the cached pictures (data.size = {cached})")))
     }
 
     fn invalid_count_or_rate(&self) -> InvalidKey {
@@ -606,14 +606,14 @@ qssim_weight = -1
     fn a_crop_fits_the_cached_pictures_and_sampling_is_checked_against_it() {
         let parse =
             |train: &str| Experiment::parse(&format!("{MINIMAL}size = 64\n[train]\n{train}"), "x", Path::new("/"));
-        let e = parse("crop = 32\nsampled_pixels = 1024\n").unwrap();
+        let e = parse("random_crop = 32\nsampled_pixels = 1024\n").unwrap();
         assert_eq!(e.train.trained_side(e.data.size).get(), 32);
-        assert_eq!(Experiment::parse(MINIMAL, "x", Path::new("/")).unwrap().train.crop, None);
-        let err = parse("crop = 96\n").unwrap_err();
-        assert!(err.starts_with("train.crop (line 6)") && err.contains("data.size = 64"), "{err}");
-        let err = parse("crop = 30\n").unwrap_err();
+        assert_eq!(Experiment::parse(MINIMAL, "x", Path::new("/")).unwrap().train.random_crop, None);
+        let err = parse("random_crop = 96\n").unwrap_err();
+        assert!(err.starts_with("train.random_crop (line 6)") && err.contains("data.size = 64"), "{err}");
+        let err = parse("random_crop = 30\n").unwrap_err();
         assert!(err.contains("line 6") && err.contains("multiple of 4"), "{err}");
-        let err = parse("crop = 32\nsampled_pixels = 1025\n").unwrap_err();
+        let err = parse("random_crop = 32\nsampled_pixels = 1025\n").unwrap_err();
         assert!(err.starts_with("train.sampled_pixels (line 7)") && err.contains("1024"), "{err}");
     }
 

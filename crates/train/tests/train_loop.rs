@@ -265,7 +265,7 @@ fn an_interrupted_scene_context_run_resumes_bit_for_bit() {
 /// sees the same windows.
 #[test]
 fn an_interrupted_cropped_run_resumes_bit_for_bit() {
-    resumes_bit_for_bit("resume-crop", "crop = 16\nflip = true", |_| {});
+    resumes_bit_for_bit("resume-crop", "random_crop = 16\nflip = true", |_| {});
 }
 
 const BINS: &str = "loss = \"bins\"\n[train.bins]\nrebalance = 0.5\n";
