@@ -8,8 +8,8 @@ use colorize_core::Rng;
 /// and uv [n, 2, s, s] bytes), at a random position per image: the same
 /// window of all three planes. Returns the cropped (y, uv).
 pub fn crop_each(y: &[u8], uv: &[u8], n: usize, s: usize, crop: usize, seed: u64, step: u64) -> (Vec<u8>, Vec<u8>) {
-    // tidy: the config refuses a train.random_crop larger than data.size,
-    // and the trainer checks the cache against data.size.
+    // The config refuses a train.random_crop larger than data.size, and
+    // tidy: the trainer refuses a cache of another side than data.size.
     assert!(crop <= s, "a {crop} px crop of {s} px pictures");
     let mut rng = Rng::derived(seed ^ 0xc209, step);
     let (mut y_out, mut uv_out) = (Vec::with_capacity(n * crop * crop), Vec::with_capacity(n * 2 * crop * crop));
