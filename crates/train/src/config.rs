@@ -98,6 +98,12 @@ pub struct TrainConfig {
     /// off is the method).
     #[serde(default)]
     pub flip: bool,
+    /// Start from this saved head instead of a fresh one (fine-tuning): its
+    /// weights, standardisation and colour-bin prior and weights; the
+    /// config's prediction settings replace its own. Its shape must be the
+    /// config's and its trunk the run's.
+    #[serde(default)]
+    pub init_head: Option<PathBuf>,
     /// Seed of the head's initialisation and of the batch order.
     #[serde(default = "d_seed")]
     pub seed: u64,
@@ -465,6 +471,9 @@ impl Experiment {
         }
         if let Some(v) = &mut self.validation {
             resolve(&mut v.source);
+        }
+        if let Some(head) = &mut self.train.init_head {
+            resolve(head);
         }
     }
 

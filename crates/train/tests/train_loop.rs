@@ -268,6 +268,36 @@ fn an_interrupted_cropped_run_resumes_bit_for_bit() {
     resumes_bit_for_bit("resume-crop", "random_crop = 16\nflip = true", |_| {});
 }
 
+/// `train.init_head`: a run that starts from another run's head starts
+/// where that run ended (not at a fresh head's loss), with its own config's
+/// prediction settings; a head of another shape is refused.
+#[test]
+fn a_run_can_start_from_a_saved_head() {
+    let dir = prepare("init-head");
+    let mut first = experiment(&dir, "");
+    first.model.head.chroma_smoothing = 2.0;
+    let a = train(&first, &options(&dir, "a", Arc::new(AtomicBool::new(false))), &mut |_| {}).unwrap();
+    let head = a.last_checkpoint.clone().unwrap();
+    let mut second = experiment(&dir, "");
+    second.train.init_head = Some(head.clone());
+    second.train.max_steps = Some(1);
+    let b = train(&second, &options(&dir, "b", Arc::new(AtomicBool::new(false))), &mut |_| {}).unwrap();
+    let (la, lb) = (losses(&a.run_dir), losses(&b.run_dir));
+    let (a_first, a_last, b_first) = (la[0].1, la[39].1, lb[0].1);
+    assert!(
+        (b_first - a_last).abs() < (a_first - a_last).abs() / 4.0,
+        "first loss {b_first} is near where the saved head's run ended ({a_first} -> {a_last})"
+    );
+    let smoothing = |p: &Path| colorize_model::HypercolumnHead::config_of_file(p).unwrap().chroma_smoothing;
+    assert_eq!((smoothing(&head), smoothing(b.last_checkpoint.as_ref().unwrap())), (2.0, 0.0));
+
+    let mut other_shape = second.clone();
+    other_shape.model.head.conv1_channels = 8;
+    let err = train(&other_shape, &options(&dir, "c", Arc::new(AtomicBool::new(false))), &mut |_| {}).unwrap_err();
+    let err = err.to_string();
+    assert!(err.contains("train.init_head") && err.contains(&head.display().to_string()), "{err}");
+}
+
 const BINS: &str = "loss = \"bins\"\n[train.bins]\nrebalance = 0.5\n";
 
 fn resumes_bit_for_bit(name: &str, train_extra: &str, tweak: fn(&mut Experiment)) {

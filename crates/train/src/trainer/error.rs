@@ -7,6 +7,8 @@ pub enum TrainError {
     NoCache { path: PathBuf, reason: String },
     #[error("the cache at {} holds {cache}x{cache} images but the config asks for {config}x{config}; preprocess again or fix data.size", .path.display())]
     SizeMismatch { path: PathBuf, cache: u32, config: u32 },
+    #[error("cannot start from the head {} (train.init_head): {reason}", .path.display())]
+    InitHead { path: PathBuf, reason: String },
     #[error("cannot resume {}: {reason}", .path.display())]
     Resume { path: PathBuf, reason: String },
     #[error("{}: {error}", .path.display())]

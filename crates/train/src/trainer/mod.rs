@@ -176,7 +176,7 @@ impl<'a> Session<'a> {
                     trunk: &trunk,
                     encoding: encoding.as_ref(),
                 };
-                setup::fresh_run(experiment, options, &model, start)?
+                setup::fresh_run(experiment, options, &mut model, start)?
             }
             Some(run_dir) => {
                 let state =

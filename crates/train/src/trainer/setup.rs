@@ -9,8 +9,9 @@ use crate::checkpoint::{self, TrainState};
 use crate::optimizer::Optimizer;
 use crate::run::{git_revision, new_run_path, utc_stamp};
 use crate::Experiment;
+use candle_core::Device;
 use colorize_data::{Manifest, UvCache};
-use colorize_model::Colorizer;
+use colorize_model::{Colorizer, HeadConfig, HeadOutput, HypercolumnHead};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -45,10 +46,13 @@ pub(super) struct Start<'a> {
 pub(super) fn fresh_run(
     experiment: &Experiment,
     options: &TrainOptions,
-    model: &Colorizer,
+    model: &mut Colorizer,
     start: Start<'_>,
 ) -> Result<(PathBuf, TrainState), TrainError> {
-    prepare_fresh_head(model, start.cache, experiment, start.encoding)?;
+    match &experiment.train.init_head {
+        Some(head) => start_from_head(model, head, experiment, start.trunk, &options.device)?,
+        None => prepare_fresh_head(model, start.cache, experiment, start.encoding)?,
+    }
     let run_dir = options.run_dir.clone().unwrap_or_else(|| new_run_path(&options.runs_root, &experiment.name));
     std::fs::create_dir_all(run_dir.join("checkpoints")).map_err(io(&run_dir))?;
     let config_path = run_dir.join("config.toml");
@@ -168,6 +172,38 @@ const STANDARDISATION_IMAGES: usize = 128;
 /// head, the bias at the log of the cache's bin frequencies and the loss's
 /// rebalancing weights from them. All are saved with the head, so a
 /// resumed run does not redo them.
+/// `train.init_head`: the saved head's weights, standardisation and bin
+/// prior and weights, once its shape is shown to be the config's and its
+/// trunk the run's; the config's prediction settings replace its own.
+fn start_from_head(
+    model: &mut Colorizer,
+    head: &Path,
+    experiment: &Experiment,
+    trunk: &Path,
+    device: &Device,
+) -> Result<(), TrainError> {
+    let refuse = |reason: String| TrainError::InitHead { path: head.to_path_buf(), reason };
+    let wanted = experiment.model.head;
+    let saved = HypercolumnHead::config_of_file(head).map_err(|e| refuse(e.to_string()))?;
+    let prediction_settings_aside = HeadConfig {
+        chroma_smoothing: wanted.chroma_smoothing,
+        temperature: wanted.temperature,
+        undo_rebalance: wanted.undo_rebalance,
+        ..saved
+    };
+    if prediction_settings_aside != wanted {
+        return Err(refuse(format!("its head is {saved:?}, the config's model.head is {wanted:?}")));
+    }
+    // Loading the head with the run's trunk checks the trunk it records.
+    Colorizer::load(trunk, head, device).map_err(|e| refuse(e.to_string()))?;
+    model.load_head(head)?;
+    model.set_chroma_smoothing(wanted.chroma_smoothing)?;
+    if wanted.output == HeadOutput::Bins {
+        model.set_bin_decoding(Some(wanted.temperature), Some(wanted.undo_rebalance))?;
+    }
+    Ok(())
+}
+
 fn prepare_fresh_head(
     model: &Colorizer,
     cache: &UvCache,
