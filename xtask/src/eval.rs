@@ -41,7 +41,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         "protocol": protocol,
         "source": source,
         "prediction": main_name,
-        "checkpoint": args.checkpoint.as_ref().map(|_| model::head_path(args.checkpoint.as_deref())).transpose()?,
+        "checkpoint": args.checkpoint.is_some().then(|| model::head_path(args.checkpoint.as_deref())).transpose()?,
         "baselines": baselines,
         "mean_uv": mean_uv,
         "metrics": metrics.iter().map(|m| m.name()).collect::<Vec<_>>(),

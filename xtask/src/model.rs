@@ -68,13 +68,13 @@ pub fn head_path(checkpoint: Option<&Path>) -> Result<PathBuf> {
 /// (`<run>/checkpoints/<name>/head.safetensors`) the run's `data.size`; for
 /// the embedded colorizer, `EMBEDDED_HEAD_SIDE`; else 224.
 pub fn default_side(checkpoint: Option<&Path>) -> u32 {
-    let recorded = head_path(checkpoint).ok().and_then(|head| HeadProvenance::of_file(&head).ok()?.input_side);
-    recorded.unwrap_or_else(|| match checkpoint.map(|_| head_path(checkpoint)) {
+    let head = head_path(checkpoint).ok();
+    let recorded = head.as_deref().and_then(|head| HeadProvenance::of_file(head).ok()?.input_side);
+    recorded.unwrap_or_else(|| match checkpoint {
         None => colorize_model::weights::EMBEDDED_HEAD_SIDE,
-        Some(Err(_)) => 224,
-        Some(Ok(head)) => head
-            .ancestors()
-            .nth(3)
+        Some(_) => head
+            .as_deref()
+            .and_then(|head| head.ancestors().nth(3))
             .and_then(|run| colorize_train::run_config(run).ok())
             .map_or(224, |experiment| experiment.data.size.get()),
     })

@@ -54,21 +54,30 @@ impl Colorizer {
         let config = HypercolumnHead::config_of_file(head_path)?;
         let provenance = HeadProvenance::of_file(head_path)?;
         let mut colorizer = Colorizer::new(trunk_path, config, 0, device)?;
-        let used = colorizer.trunk.identity();
-        if let (true, Some(recorded)) = (check_trunk, &provenance.trunk_fingerprint) {
-            if *recorded != used.fingerprint {
-                return Err(ModelError::TrunkMismatch(Box::new(crate::error::TrunkMismatch {
+        if check_trunk {
+            colorizer.check_head_trunk(head_path, &provenance)?;
+        }
+        colorizer.load_head(head_path)?;
+        colorizer.input_side = provenance.input_side;
+        Ok(colorizer)
+    }
+
+    /// Refuses a saved head whose file records another trunk than this
+    /// model's (heads saved before files recorded it pass).
+    pub fn check_head_trunk(&self, head_path: &Path, provenance: &HeadProvenance) -> Result<(), ModelError> {
+        let used = self.trunk.identity();
+        match &provenance.trunk_fingerprint {
+            Some(recorded) if *recorded != used.fingerprint => {
+                Err(ModelError::TrunkMismatch(Box::new(crate::error::TrunkMismatch {
                     head: head_path.to_path_buf(),
                     recorded: provenance.trunk.clone().unwrap_or_default(),
                     recorded_fingerprint: recorded.clone(),
                     used: used.name.clone(),
                     used_fingerprint: used.fingerprint.clone(),
-                })));
+                })))
             }
+            _ => Ok(()),
         }
-        colorizer.load_head(head_path)?;
-        colorizer.input_side = provenance.input_side;
-        Ok(colorizer)
     }
 
     /// Runs the frozen trunk in another precision (`model.trunk_dtype`).

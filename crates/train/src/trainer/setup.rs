@@ -9,8 +9,8 @@ use crate::checkpoint::{self, TrainState};
 use crate::optimizer::Optimizer;
 use crate::run::{git_revision, new_run_path, utc_stamp};
 use crate::Experiment;
-use candle_core::Device;
 use colorize_data::{Manifest, UvCache};
+use colorize_model::provenance::HeadProvenance;
 use colorize_model::{Colorizer, HeadConfig, HeadOutput, HypercolumnHead};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -50,7 +50,7 @@ pub(super) fn fresh_run(
     start: Start<'_>,
 ) -> Result<(PathBuf, TrainState), TrainError> {
     match &experiment.train.init_head {
-        Some(head) => start_from_head(model, head, experiment, start.trunk, &options.device)?,
+        Some(head) => start_from_head(model, head, experiment)?,
         None => prepare_fresh_head(model, start.cache, experiment, start.encoding)?,
     }
     let run_dir = options.run_dir.clone().unwrap_or_else(|| new_run_path(&options.runs_root, &experiment.name));
@@ -166,22 +166,10 @@ fn record_resumed_length(run_dir: &Path, experiment: &Experiment) -> Result<(), 
 /// hypercolumn's standardisation.
 const STANDARDISATION_IMAGES: usize = 128;
 
-/// A fresh head's data-dependent start: the hypercolumn standardisation
-/// (when the config asks for it) and an output bias at the cache's mean
-/// chroma, so that step 0 predicts the mean-chroma baseline; for a bins
-/// head, the bias at the log of the cache's bin frequencies and the loss's
-/// rebalancing weights from them. All are saved with the head, so a
-/// resumed run does not redo them.
 /// `train.init_head`: the saved head's weights, standardisation and bin
 /// prior and weights, once its shape is shown to be the config's and its
 /// trunk the run's; the config's prediction settings replace its own.
-fn start_from_head(
-    model: &mut Colorizer,
-    head: &Path,
-    experiment: &Experiment,
-    trunk: &Path,
-    device: &Device,
-) -> Result<(), TrainError> {
+fn start_from_head(model: &mut Colorizer, head: &Path, experiment: &Experiment) -> Result<(), TrainError> {
     let refuse = |reason: String| TrainError::InitHead { path: head.to_path_buf(), reason };
     let wanted = experiment.model.head;
     let saved = HypercolumnHead::config_of_file(head).map_err(|e| refuse(e.to_string()))?;
@@ -194,8 +182,8 @@ fn start_from_head(
     if prediction_settings_aside != wanted {
         return Err(refuse(format!("its head is {saved:?}, the config's model.head is {wanted:?}")));
     }
-    // Loading the head with the run's trunk checks the trunk it records.
-    Colorizer::load(trunk, head, device).map_err(|e| refuse(e.to_string()))?;
+    let provenance = HeadProvenance::of_file(head).map_err(|e| refuse(e.to_string()))?;
+    model.check_head_trunk(head, &provenance).map_err(|e| refuse(e.to_string()))?;
     model.load_head(head)?;
     model.set_chroma_smoothing(wanted.chroma_smoothing)?;
     if wanted.output == HeadOutput::Bins {
@@ -204,6 +192,12 @@ fn start_from_head(
     Ok(())
 }
 
+/// A fresh head's data-dependent start: the hypercolumn standardisation
+/// (when the config asks for it) and an output bias at the cache's mean
+/// chroma, so that step 0 predicts the mean-chroma baseline; for a bins
+/// head, the bias at the log of the cache's bin frequencies and the loss's
+/// rebalancing weights from them. All are saved with the head, so a
+/// resumed run does not redo them.
 fn prepare_fresh_head(
     model: &Colorizer,
     cache: &UvCache,
