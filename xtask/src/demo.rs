@@ -67,9 +67,10 @@ fn colorize_and_score(args: &DemoArgs, head: &Path, photos: &Path, out: &Path) -
     let colorizer = model::load_colorizer(&args.model, Some(head))?;
     let side = Side::new(model::default_side(Some(head)))?;
     println!(
-        "2/4 colorize: the gray of each photo, with the embedded colorizer ({}, chroma smoothing σ {} px) -> {}",
+        "2/4 colorize: the gray of each photo, with the embedded colorizer ({}, chroma smoothing σ {} px, guide radius {} px) -> {}",
         head.display(),
         colorizer.head().config().chroma_smoothing,
+        colorizer.head().config().chroma_guide_radius,
         strips.display()
     );
     write_strips(&colorizer, photos, &strips, side)?;

@@ -43,8 +43,9 @@ pub enum Command {
     /// throughput and peak memory, and `bench model` against PyTorch there.
     GpuCheck(GpuCheckArgs),
     /// Write a copy of a trained head with other prediction settings
-    /// (--size, --chroma-smoothing, --temperature, --undo-rebalance), chosen
-    /// on held-out pictures with `eval`: the weights are unchanged.
+    /// (--size, --chroma-smoothing, --chroma-guide-radius, --temperature,
+    /// --undo-rebalance), chosen on held-out pictures with `eval`: the
+    /// weights are unchanged.
     Retune(RetuneArgs),
 }
 
@@ -121,6 +122,11 @@ pub struct ModelArgs {
     /// model's input), instead of the head's own `chroma_smoothing`; 0: none.
     #[arg(long, value_name = "SIGMA")]
     pub chroma_smoothing: Option<f64>,
+    /// Radius (in pixels of the model's input) of the guided filter that
+    /// aligns the predicted chroma with the picture's gray edges, instead of
+    /// the head's own `chroma_guide_radius`; 0: none.
+    #[arg(long, value_name = "R")]
+    pub chroma_guide_radius: Option<f64>,
     /// For a head that predicts colour bins: the annealed mean's temperature,
     /// from the mode (near 0) to the mean (1), instead of the head's own.
     #[arg(long, value_name = "T")]

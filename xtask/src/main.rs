@@ -55,9 +55,10 @@ fn run(flags: flags::Xtask) -> Result<()> {
             colorizer.save_head(&out)?;
             let c = colorizer.head().config();
             println!(
-                "{}: size {size}, chroma smoothing σ {}, temperature {}, undo rebalance {}",
+                "{}: size {size}, chroma smoothing σ {}, guide radius {}, temperature {}, undo rebalance {}",
                 out.display(),
                 c.chroma_smoothing,
+                c.chroma_guide_radius,
                 c.temperature,
                 c.undo_rebalance
             );

@@ -35,6 +35,9 @@ pub fn load_colorizer(args: &ModelArgs, checkpoint: Option<&Path>) -> Result<Col
     if let Some(sigma) = args.chroma_smoothing {
         colorizer.set_chroma_smoothing(sigma).context("--chroma-smoothing")?;
     }
+    if let Some(radius) = args.chroma_guide_radius {
+        colorizer.set_chroma_guide_radius(radius).context("--chroma-guide-radius")?;
+    }
     if args.temperature.is_some() || args.undo_rebalance.is_some() {
         colorizer.set_bin_decoding(args.temperature, args.undo_rebalance)?;
     }

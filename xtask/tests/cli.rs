@@ -163,12 +163,14 @@ fn retune_changes_only_the_prediction_settings() {
         out.to_str().unwrap(),
         "--chroma-smoothing",
         "3",
+        "--chroma-guide-radius",
+        "4",
         "--size",
         "48",
     ]);
     assert!(run.status.success(), "{}", text(&run.stderr));
     let config = colorize_model::HypercolumnHead::config_of_file(&out).unwrap();
-    assert_eq!(config.chroma_smoothing, 3.0);
+    assert_eq!((config.chroma_smoothing, config.chroma_guide_radius), (3.0, 4.0));
     let side = |p: &Path| colorize_model::provenance::HeadProvenance::of_file(p).unwrap().input_side;
     assert_eq!(side(&out), Some(48), "the prediction side is recorded");
     assert_ne!(side(&head), Some(48), "the original keeps its own");
@@ -177,7 +179,7 @@ fn retune_changes_only_the_prediction_settings() {
     for (name, tensor) in &before {
         let same = tensor.flatten_all().unwrap().to_vec1::<f32>().unwrap()
             == after[name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert_eq!(same, name != "smoothing.sigma", "{name}");
+        assert_eq!(same, name != "smoothing.sigma" && name != "guide.radius", "{name}");
     }
     let bad = xtask(&[
         "retune",
@@ -195,7 +197,7 @@ fn retune_changes_only_the_prediction_settings() {
     // A checkpoint folder stands for its head file.
     let from_folder = dir.join("from-folder.safetensors");
     let folder = head.parent().unwrap().to_str().unwrap();
-    let args = ["--chroma-smoothing", "3", "--size", "48"];
+    let args = ["--chroma-smoothing", "3", "--chroma-guide-radius", "4", "--size", "48"];
     let run = xtask(&[&["retune", "--checkpoint", folder, "--out", from_folder.to_str().unwrap()][..], &args].concat());
     assert!(run.status.success(), "{}", text(&run.stderr));
     assert!(std::fs::read(&from_folder).unwrap() == std::fs::read(&out).unwrap(), "the folder's head, retuned alike");

@@ -2,10 +2,12 @@
 //!
 //! The model sees the picture squashed to S x S (so that every part of it
 //! gets a prediction); its U and V are scaled back to the picture's size and
-//! joined to the picture's own full-resolution Y. The output's luminance is
+//! joined to the picture's own full-resolution Y (optionally aligned with its
+//! edges first: `guided_filter`). The output's luminance is
 //! therefore the input's gray, up to rounding and RGB clamping: colorizing
 //! never blurs or shifts the picture.
 
+use crate::guided_filter::GuidedFilter;
 use crate::{Colorizer, ModelError};
 use colorize_core::{yuv, Side};
 use image::imageops::{self, FilterType};
@@ -34,7 +36,25 @@ pub fn predict_uv(model: &Colorizer, gray: &GrayImage, side: Side) -> Result<[Ve
             .ok_or_else(|| candle_core::Error::Msg(format!("a predicted plane is not {s} x {s}")))?;
         *dst = imageops::resize(&small, w, h, FilterType::Triangle).into_raw().into_iter().map(|x| x * 255.0).collect();
     }
+    let radius = guide_radius(model.head().config().chroma_guide_radius, w, h, s);
+    if radius > 0 {
+        let guide: Vec<f32> = gray.as_raw().iter().map(|&g| f32::from(g) / 255.0).collect();
+        let filter = GuidedFilter::new(&guide, w as usize, h as usize, radius);
+        // Centred on gray (128) so the fits' intercepts stay small.
+        for plane in &mut out {
+            let centred: Vec<f32> = plane.iter().map(|c| c - 128.0).collect();
+            *plane = filter.apply(&centred).into_iter().map(|c| c + 128.0).collect();
+        }
+    }
     Ok(out)
+}
+
+/// The guided filter's radius in the picture's pixels for `radius` in the
+/// model's (a `side`-pixel square squashed from w x h): scaled by the
+/// geometric mean of the two axes' factors, rounded.
+fn guide_radius(radius: f64, w: u32, h: u32, side: u32) -> usize {
+    let scale = (f64::from(w) * f64::from(h)).sqrt() / f64::from(side);
+    (radius * scale).round() as usize
 }
 
 /// Colorizes a picture (colour or gray: only its luminance is used).

@@ -42,6 +42,13 @@ pub struct HeadConfig {
     /// prediction, as `colorize` shows it). Saved with the head.
     #[serde(default)]
     pub chroma_smoothing: f64,
+    /// Radius, in pixels of the model's input, of the guided filter that
+    /// aligns the predicted chroma with the picture's own gray edges once
+    /// it is scaled to the picture's size (`guided_filter`); 0: none. Not
+    /// in the method. Like the smoothing, it shapes predictions only, never
+    /// the loss. Saved with the head.
+    #[serde(default)]
+    pub chroma_guide_radius: f64,
     /// What the output layer predicts: `uv` (method.md: two sigmoid
     /// channels) or `bins` (a distribution over colour bins). Follows
     /// `train.loss` (the experiment config sets it).
@@ -97,6 +104,9 @@ fn default_temperature() -> f64 {
 /// Past this the blur spans a 224-pixel input several times over.
 pub const MAX_CHROMA_SMOOTHING: f64 = 64.0;
 
+/// Past this a guide window spans a 224-pixel input.
+pub const MAX_CHROMA_GUIDE_RADIUS: f64 = 112.0;
+
 fn default_min_relative_std() -> f64 {
     1.0
 }
@@ -125,6 +135,7 @@ impl Default for HeadConfig {
             standardise: default_standardise(),
             min_relative_std: default_min_relative_std(),
             chroma_smoothing: 0.0,
+            chroma_guide_radius: 0.0,
             output: HeadOutput::Uv,
             bin_spacing: default_bin_spacing(),
             temperature: default_temperature(),
@@ -174,6 +185,12 @@ impl HeadConfig {
             return Err(format!(
                 "model.head.chroma_smoothing = {}: must be 0 (none) to {MAX_CHROMA_SMOOTHING} pixels",
                 self.chroma_smoothing
+            ));
+        }
+        if !(0.0..=MAX_CHROMA_GUIDE_RADIUS).contains(&self.chroma_guide_radius) {
+            return Err(format!(
+                "model.head.chroma_guide_radius = {}: must be 0 (none) to {MAX_CHROMA_GUIDE_RADIUS} pixels",
+                self.chroma_guide_radius
             ));
         }
         if !crate::colour_bins::BIN_SPACINGS.contains(&self.bin_spacing) {

@@ -20,8 +20,9 @@ use std::path::Path;
 /// `conv2.weight`, `conv2.bias`, `out.weight`, `out.bias`, and the
 /// constants `hypercolumn.shift` and `hypercolumn.scale` [451] (the
 /// standardisation: measured, never trained, so they have no gradient) and
-/// `smoothing.sigma` [1] (`HeadConfig::chroma_smoothing`, so that a head
-/// file predicts the way it was tuned to).
+/// `smoothing.sigma` [1] (`HeadConfig::chroma_smoothing`) and
+/// `guide.radius` [1] (`HeadConfig::chroma_guide_radius`), so that a head
+/// file predicts the way it was tuned to.
 ///
 /// A head whose output is colour bins (`HeadOutput::Bins`) has K output
 /// channels (one per bin of `colour_bins`) and the constants `bins.spacing`
@@ -56,6 +57,7 @@ fn conv(vb: VarBuilder, cin: usize, cout: usize, k: usize) -> Result<Conv2d> {
 const SHIFT_KEY: &str = "hypercolumn.shift";
 const SCALE_KEY: &str = "hypercolumn.scale";
 const SMOOTHING_KEY: &str = "smoothing.sigma";
+const GUIDE_KEY: &str = "guide.radius";
 const SPACING_KEY: &str = "bins.spacing";
 const TEMPERATURE_KEY: &str = "bins.temperature";
 const UNDO_KEY: &str = "bins.undo_rebalance";
@@ -71,6 +73,7 @@ impl HypercolumnHead {
             scale: vb.get_with_hints(HYPERCOLUMN_CHANNELS, SCALE_KEY, init::ONE)?,
         };
         vb.get_with_hints(1, SMOOTHING_KEY, init::Init::Const(config.chroma_smoothing))?;
+        vb.get_with_hints(1, GUIDE_KEY, init::Init::Const(config.chroma_guide_radius))?;
         let (outputs, bin_centres) = match config.output {
             HeadOutput::Uv => (2, None),
             HeadOutput::Bins => {
@@ -105,7 +108,7 @@ impl HypercolumnHead {
     /// Whether the head variable `name` is trained; the others are
     /// constants, set (measured or configured) and never drawn or trained.
     pub fn is_trained(name: &str) -> bool {
-        !(name.starts_with("hypercolumn.") || name.starts_with("bins.") || name == SMOOTHING_KEY)
+        !(name.starts_with("hypercolumn.") || name.starts_with("bins.") || name == SMOOTHING_KEY || name == GUIDE_KEY)
     }
 
     /// Draws every variable afresh from `seed`, as PyTorch initialises a
@@ -217,21 +220,33 @@ impl HypercolumnHead {
         Ok(())
     }
 
+    /// Changes the guided filter of predictions (`HeadConfig::chroma_guide_radius`).
+    pub fn set_chroma_guide_radius(&mut self, varmap: &VarMap, radius: f64) -> std::result::Result<(), ModelError> {
+        let config = HeadConfig { chroma_guide_radius: radius, ..self.config };
+        config.validate().map_err(ModelError::BadConfig)?;
+        set_var(varmap, GUIDE_KEY, vec![radius as f32])?;
+        self.config = config;
+        Ok(())
+    }
+
     /// Overwrites the variables with a saved head's (of the same shape),
-    /// its chroma smoothing included. A head saved before chroma smoothing
-    /// existed has none (sigma 0).
+    /// its prediction settings included. A head saved before chroma
+    /// smoothing or the guided filter existed has none (0).
     pub fn load(&mut self, varmap: &VarMap, path: &Path) -> std::result::Result<(), ModelError> {
         let bad = |message: String| ModelError::BadFile { path: path.to_path_buf(), message };
         let saved = candle_core::safetensors::load(path, &candle_core::Device::Cpu)
             .map_err(|e| bad(format!("unreadable: {e}")))?;
         let chroma_smoothing = chroma_smoothing_in(&saved, path)?;
+        let chroma_guide_radius = chroma_guide_radius_in(&saved, path)?;
         let temperature = temperature_in(&saved, path)?;
         let undo_rebalance = undo_rebalance_in(&saved, path)?;
         let vars = head_variables(varmap)?;
         for (name, var) in vars.iter() {
             let value = match saved.get(name) {
                 Some(t) => t.to_dtype(var.dtype())?.to_device(var.device())?,
-                None if name == SMOOTHING_KEY || name == UNDO_KEY => Tensor::zeros(1, var.dtype(), var.device())?,
+                None if name == SMOOTHING_KEY || name == GUIDE_KEY || name == UNDO_KEY => {
+                    Tensor::zeros(1, var.dtype(), var.device())?
+                }
                 None => return Err(ModelError::MissingKey { path: path.to_path_buf(), key: name.clone() }),
             };
             if value.dims() != var.dims() {
@@ -240,6 +255,7 @@ impl HypercolumnHead {
             var.set(&value)?;
         }
         self.config.chroma_smoothing = chroma_smoothing;
+        self.config.chroma_guide_radius = chroma_guide_radius;
         if let Some(temperature) = temperature {
             self.config.temperature = temperature;
         }
@@ -273,6 +289,7 @@ impl HypercolumnHead {
             .map_err(|e| ModelError::BadFile { path: path.to_path_buf(), message: format!("unreadable: {e}") })?;
         let standardise = is_standardised(&tensors, path)?;
         let chroma_smoothing = chroma_smoothing_in(&tensors, path)?;
+        let chroma_guide_radius = chroma_guide_radius_in(&tensors, path)?;
         let defaults = HeadConfig::default();
         let (output, bin_spacing) = match scalar_in(&tensors, SPACING_KEY, path)? {
             None => (HeadOutput::Uv, defaults.bin_spacing),
@@ -297,6 +314,7 @@ impl HypercolumnHead {
                 standardise,
                 min_relative_std: defaults.min_relative_std,
                 chroma_smoothing,
+                chroma_guide_radius,
                 output,
                 bin_spacing,
                 temperature,
@@ -359,6 +377,22 @@ fn chroma_smoothing_in(
             "{SMOOTHING_KEY} is {values:?}, expected one value from 0 to {}",
             crate::config::MAX_CHROMA_SMOOTHING
         ))),
+    }
+}
+
+/// The guided filter's radius a saved head was tuned with; 0 for a head
+/// saved before the filter existed.
+fn chroma_guide_radius_in(
+    tensors: &std::collections::HashMap<String, Tensor>,
+    path: &Path,
+) -> std::result::Result<f64, ModelError> {
+    let max = crate::config::MAX_CHROMA_GUIDE_RADIUS;
+    match scalar_in(tensors, GUIDE_KEY, path)? {
+        Some(r) if !(0.0..=max).contains(&r) => Err(ModelError::BadFile {
+            path: path.to_path_buf(),
+            message: format!("{GUIDE_KEY} is {r}, expected 0 to {max}"),
+        }),
+        r => Ok(r.unwrap_or(0.0)),
     }
 }
 

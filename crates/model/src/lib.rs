@@ -27,6 +27,7 @@ mod config;
 pub mod conv;
 mod device;
 mod error;
+pub mod guided_filter;
 pub mod head;
 pub mod hypercolumn;
 pub mod kernels;

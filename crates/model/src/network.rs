@@ -123,6 +123,13 @@ impl Colorizer {
         self.head.set_chroma_smoothing(&self.varmap, sigma)
     }
 
+    /// Changes the radius of the guided filter that aligns the predicted
+    /// chroma with the picture's gray (see `guided_filter`), overriding the
+    /// head's own setting.
+    pub fn set_chroma_guide_radius(&mut self, radius: f64) -> Result<(), ModelError> {
+        self.head.set_chroma_guide_radius(&self.varmap, radius)
+    }
+
     /// Saves the head's variables (safetensors, stable names) with its
     /// provenance (the trunk, the input side) in the metadata, atomically.
     pub fn save_head(&self, path: &Path) -> Result<(), ModelError> {

@@ -54,6 +54,42 @@ fn full_resolution_chroma_is_the_heads_real_valued_prediction() {
     }
 }
 
+/// With `chroma_guide_radius` R, the full-resolution chroma is the unguided
+/// one passed through the guided filter, guided by the picture's gray, at
+/// R scaled from the model's pixels to the picture's (here 2 x √(50·38)/16
+/// = 5.45, so 5).
+#[test]
+fn the_guide_filters_the_full_resolution_chroma_with_the_pictures_gray() {
+    use colorize_model::guided_filter::GuidedFilter;
+    let mut model = Colorizer::new(&embedded_trunk(), small_head(), 5, &Device::Cpu).unwrap();
+    let gray = colorize_model::colorize::luma(&photo(50, 38));
+    let side = Side::new(16).unwrap();
+    let plain = colorize_model::colorize::predict_uv(&model, &gray, side).unwrap();
+    model.set_chroma_guide_radius(2.0).unwrap();
+    let guided = colorize_model::colorize::predict_uv(&model, &gray, side).unwrap();
+    let guide: Vec<f32> = gray.as_raw().iter().map(|&g| f32::from(g) / 255.0).collect();
+    let filter = GuidedFilter::new(&guide, 50, 38, 5);
+    for (plain, guided) in plain.iter().zip(&guided) {
+        let centred: Vec<f32> = plain.iter().map(|c| c - 128.0).collect();
+        let want: Vec<f32> = filter.apply(&centred).iter().map(|c| c + 128.0).collect();
+        assert_ne!(plain, guided, "the guide changes a varying chroma");
+        for (k, (a, b)) in guided.iter().zip(&want).enumerate() {
+            assert!((a - b).abs() < 1e-3, "pixel {k}: {a} vs {b}");
+        }
+    }
+    // A uniform prediction stays uniform, and the output keeps the luminance.
+    set_output(&model, [0.3, 0.7]);
+    let [u, v] = colorize_model::colorize::predict_uv(&model, &gray, side).unwrap();
+    for (plane, want) in [(&u, 76.5f32), (&v, 178.5f32)] {
+        assert!(plane.iter().all(|&x| (x - want).abs() < 1e-2), "{want}: {:?}", &plane[..4]);
+    }
+    let input = photo(50, 38);
+    let output = colorize_image(&model, &input, side).unwrap();
+    for (a, b) in input.pixels().zip(output.pixels()) {
+        assert!(yuv::luma8(a.0).abs_diff(yuv::luma8(b.0)) <= 1);
+    }
+}
+
 /// Zeroes the output layer's weights and sets its bias so that the head
 /// predicts `uv` (sigmoid scale) at every pixel.
 fn set_output(model: &Colorizer, uv: [f32; 2]) {

@@ -85,6 +85,7 @@ fn a_head_saves_and_loads_with_stable_names_and_its_shape() {
             "conv1.weight",
             "conv2.bias",
             "conv2.weight",
+            "guide.radius",
             "hypercolumn.scale",
             "hypercolumn.shift",
             "out.bias",
@@ -142,6 +143,35 @@ fn chroma_smoothing_is_saved_with_the_head_and_blurs_its_predictions() {
     let loaded = Colorizer::load(&trunk, &old, &Device::Cpu).unwrap();
     assert_eq!(loaded.head().config().chroma_smoothing, 0.0);
     assert_eq!(values(loaded.predict(&y).unwrap()), values(sharp.predict(&y).unwrap()));
+}
+
+#[test]
+fn the_guide_radius_is_saved_with_the_head() {
+    let dir = tempdir("guide");
+    let trunk = colorize_model::weights::embedded_trunk();
+    let small = HeadConfig { conv1_channels: 8, conv2_channels: 4, chroma_guide_radius: 7.5, ..HeadConfig::default() };
+    let model = Colorizer::new(&trunk, small, 1, &Device::Cpu).unwrap();
+    let path = dir.join("head.safetensors");
+    model.save_head(&path).unwrap();
+    assert_eq!(HypercolumnHead::config_of_file(&path).unwrap().chroma_guide_radius, 7.5);
+    let mut loaded = Colorizer::load(&trunk, &path, &Device::Cpu).unwrap();
+    assert_eq!(loaded.head().config().chroma_guide_radius, 7.5);
+    let err = loaded.set_chroma_guide_radius(-3.0).unwrap_err().to_string();
+    assert!(err.contains("chroma_guide_radius") && err.contains("-3"), "{err}");
+    assert_eq!(loaded.head().config().chroma_guide_radius, 7.5, "a refused setting changes nothing");
+
+    // A head saved before the guide existed loads with none; a bad value is refused naming the key and file.
+    let mut tensors = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+    tensors.remove("guide.radius");
+    let old = dir.join("old.safetensors");
+    candle_core::safetensors::save(&tensors, &old).unwrap();
+    assert_eq!(Colorizer::load(&trunk, &old, &Device::Cpu).unwrap().head().config().chroma_guide_radius, 0.0);
+    tensors.insert("guide.radius".into(), Tensor::new(&[1000f32], &Device::Cpu).unwrap());
+    let bad = dir.join("bad.safetensors");
+    candle_core::safetensors::save(&tensors, &bad).unwrap();
+    let Err(err) = Colorizer::load(&trunk, &bad, &Device::Cpu) else { panic!("a radius of 1000 loaded") };
+    let err = err.to_string();
+    assert!(err.contains("guide.radius is 1000") && err.contains("bad.safetensors"), "{err}");
 }
 
 /// A head that predicts colour bins keeps its bins, temperature and

@@ -565,6 +565,9 @@ mod tests {
         let text = format!("{MINIMAL}[model.head]\nchroma_smoothing = -2.0\n");
         let err = Experiment::parse(&text, "x", Path::new("/")).unwrap_err();
         assert!(err.starts_with("model.head.chroma_smoothing (line 5): -2: must be 0"), "{err}");
+        let text = format!("{MINIMAL}[model.head]\nchroma_guide_radius = 500\n");
+        let err = Experiment::parse(&text, "x", Path::new("/")).unwrap_err();
+        assert!(err.starts_with("model.head.chroma_guide_radius (line 5): 500: must be 0"), "{err}");
         // Dotted keys and inline tables are found too.
         let text = format!("{MINIMAL}[model]\nhead.chroma_smoothing = -2.0\n");
         let err = Experiment::parse(&text, "x", Path::new("/")).unwrap_err();

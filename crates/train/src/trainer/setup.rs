@@ -175,6 +175,7 @@ fn start_from_head(model: &mut Colorizer, head: &Path, experiment: &Experiment) 
     let saved = HypercolumnHead::config_of_file(head).map_err(|e| refuse(e.to_string()))?;
     let prediction_settings_aside = HeadConfig {
         chroma_smoothing: wanted.chroma_smoothing,
+        chroma_guide_radius: wanted.chroma_guide_radius,
         temperature: wanted.temperature,
         undo_rebalance: wanted.undo_rebalance,
         ..saved
@@ -186,6 +187,7 @@ fn start_from_head(model: &mut Colorizer, head: &Path, experiment: &Experiment) 
     model.check_head_trunk(head, &provenance).map_err(|e| refuse(e.to_string()))?;
     model.load_head(head)?;
     model.set_chroma_smoothing(wanted.chroma_smoothing)?;
+    model.set_chroma_guide_radius(wanted.chroma_guide_radius)?;
     if wanted.output == HeadOutput::Bins {
         model.set_bin_decoding(Some(wanted.temperature), Some(wanted.undo_rebalance))?;
     }
