@@ -42,8 +42,9 @@ pub fn predict_uv(model: &Colorizer, gray: &GrayImage, side: Side) -> Result<[Ve
         let filter = GuidedFilter::new(&guide, w as usize, h as usize, radius);
         // Centred on gray (128) so the fits' intercepts stay small.
         for plane in &mut out {
-            let centred: Vec<f32> = plane.iter().map(|c| c - 128.0).collect();
-            *plane = filter.apply(&centred).into_iter().map(|c| c + 128.0).collect();
+            plane.iter_mut().for_each(|c| *c -= 128.0);
+            *plane = filter.apply(plane);
+            plane.iter_mut().for_each(|c| *c += 128.0);
         }
     }
     Ok(out)

@@ -58,30 +58,42 @@ impl<'a> GuidedFilter<'a> {
     /// # Panics
     /// When `plane` is not the guide's size (a programming error).
     pub fn apply(&self, plane: &[f32]) -> Vec<f32> {
-        let (w, h, r) = (self.width, self.height, self.radius);
         // tidy: the caller filters planes of the guide's picture.
-        assert_eq!(plane.len(), w * h, "the plane must be the guide's size");
+        assert_eq!(plane.len(), self.guide.len(), "the plane must be the guide's size");
+        let (w, h, r) = (self.width, self.height, self.radius);
+        // One plane at a time, so a large picture holds few of them at once.
+        let (a, mut b) = self.fit(plane);
+        let mean_a = box_mean(&a, w, h, r);
+        drop(a);
+        let mean_b = box_mean(&b, w, h, r);
+        for (k, out) in b.iter_mut().enumerate() {
+            *out = mean_a[k] * self.guide[k] + mean_b[k];
+        }
+        b
+    }
+
+    /// Each window's line, plane ≈ a·guide + b, by least squares.
+    fn fit(&self, plane: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let (w, h, r) = (self.width, self.height, self.radius);
         let mean_p = box_mean(plane, w, h, r);
         let products: Vec<f32> = plane.iter().zip(self.guide).map(|(p, g)| p * g).collect();
         let mean_gp = box_mean(&products, w, h, r);
-        let mut a = vec![0.0; w * h];
-        let mut b = vec![0.0; w * h];
-        for k in 0..w * h {
-            a[k] = (mean_gp[k] - self.mean[k] * mean_p[k]) / self.regularised_variance[k];
-            b[k] = mean_p[k] - a[k] * self.mean[k];
-        }
-        let (a, b) = (box_mean(&a, w, h, r), box_mean(&b, w, h, r));
-        (0..w * h).map(|k| a[k] * self.guide[k] + b[k]).collect()
+        drop(products);
+        let a: Vec<f32> =
+            (0..w * h).map(|k| (mean_gp[k] - self.mean[k] * mean_p[k]) / self.regularised_variance[k]).collect();
+        let b = (0..w * h).map(|k| mean_p[k] - a[k] * self.mean[k]).collect();
+        (a, b)
     }
 }
 
 /// The mean over each pixel's (2r + 1)² window, clipped to the picture: two
-/// sliding sums (rows, then columns) in f64, so the cost does not grow
+/// sliding sums (rows, then columns), accumulated in f64 so that adding and
+/// removing thousands of values leaves no drift, so the cost does not grow
 /// with r.
 fn box_mean(values: &[f32], width: usize, height: usize, r: usize) -> Vec<f32> {
-    let mut rows = vec![0.0f64; width * height];
+    let mut rows = vec![0.0f32; width * height];
     for (src, dst) in values.chunks_exact(width).zip(rows.chunks_exact_mut(width)) {
-        sliding_mean(width, r, |i| f64::from(src[i]), |i, mean| dst[i] = mean);
+        sliding_mean(width, r, |i| f64::from(src[i]), |i, mean| dst[i] = mean as f32);
     }
     // The column pass slides whole rows at once: `sums` is each column's
     // sum over the current window of rows.
@@ -91,11 +103,11 @@ fn box_mean(values: &[f32], width: usize, height: usize, r: usize) -> Vec<f32> {
     for y in 0..height {
         let (want_lo, want_hi) = (y.saturating_sub(r), (y + r + 1).min(height));
         while hi < want_hi {
-            sums.iter_mut().zip(&rows[hi * width..][..width]).for_each(|(s, v)| *s += v);
+            sums.iter_mut().zip(&rows[hi * width..][..width]).for_each(|(s, &v)| *s += f64::from(v));
             hi += 1;
         }
         while lo < want_lo {
-            sums.iter_mut().zip(&rows[lo * width..][..width]).for_each(|(s, v)| *s -= v);
+            sums.iter_mut().zip(&rows[lo * width..][..width]).for_each(|(s, &v)| *s -= f64::from(v));
             lo += 1;
         }
         let count = (hi - lo) as f64;
