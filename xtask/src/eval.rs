@@ -23,6 +23,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let side = Side::new(args.size.unwrap_or_else(|| crate::model::default_side(args.checkpoint.as_deref())))
         .context("--size")?;
     let baselines = baselines(&args)?;
+    refuse_model_settings_for_files(&args)?;
     let (items, unmatched, source) = pictures(&args)?;
     let colorizer = if uses_model(&args, &baselines) {
         Some(model::load_colorizer(&args.model, args.checkpoint.as_deref())?)
@@ -42,6 +43,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         "source": source,
         "prediction": main_name,
         "checkpoint": args.checkpoint.is_some().then(|| model::head_path(args.checkpoint.as_deref())).transpose()?,
+        "prediction_settings": colorizer.as_ref().map(|c| prediction_settings(c, side)),
         "baselines": baselines,
         "mean_uv": mean_uv,
         "metrics": metrics.iter().map(|m| m.name()).collect::<Vec<_>>(),
@@ -108,6 +110,37 @@ fn pictures(args: &EvalArgs) -> Result<(Vec<Item>, Vec<String>, serde_json::Valu
         bail!("no pairs of images to score");
     }
     Ok((items, unmatched, source))
+}
+
+/// `--pred` scores files as they are: a flag that shapes a model's
+/// predictions would change nothing there, so it is refused, not ignored.
+fn refuse_model_settings_for_files(args: &EvalArgs) -> Result<()> {
+    if args.pred.is_none() {
+        return Ok(());
+    }
+    let m = &args.model;
+    let given = [
+        ("--checkpoint", args.checkpoint.is_some()),
+        ("--chroma-smoothing", m.chroma_smoothing.is_some()),
+        ("--chroma-guide-radius", m.chroma_guide_radius.is_some()),
+        ("--temperature", m.temperature.is_some()),
+        ("--undo-rebalance", m.undo_rebalance.is_some()),
+    ];
+    let named: Vec<&str> = given.iter().filter(|(_, set)| *set).map(|(flag, _)| *flag).collect();
+    if !named.is_empty() {
+        bail!("{}: a model's prediction settings, but --pred scores prediction files as they are", named.join(", "));
+    }
+    Ok(())
+}
+
+/// The settings the model predicted with (its head's, or the flags'), for the report.
+fn prediction_settings(colorizer: &Colorizer, side: Side) -> serde_json::Value {
+    let c = colorizer.head().config();
+    // A head stores its settings as f32: reported as such (0.6, not 0.6000000238).
+    let f32_of = |x: f64| x as f32;
+    json!({"side": side.get(), "chroma_smoothing": f32_of(c.chroma_smoothing),
+           "chroma_guide_radius": f32_of(c.chroma_guide_radius), "output": c.output,
+           "temperature": f32_of(c.temperature), "undo_rebalance": f32_of(c.undo_rebalance)})
 }
 
 /// Whether the main prediction is the model's: not when prediction files

@@ -208,6 +208,53 @@ fn retune_changes_only_the_prediction_settings() {
     assert!(!run.status.success() && stderr.contains("empty") && stderr.contains("head.safetensors"), "{stderr}");
 }
 
+/// `eval` records the settings its model predicted with (the head's, or the
+/// flags'), and refuses them when it scores prediction files.
+#[test]
+fn eval_records_its_prediction_settings_and_refuses_them_for_files() {
+    let dir = tempdir("eval-settings");
+    let head = train_tiny_head(&dir);
+    let pictures = dir.join("pictures");
+    std::fs::create_dir_all(&pictures).unwrap();
+    for (i, name) in ["a.png", "b.png"].iter().enumerate() {
+        let picture =
+            image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([(x * 6) as u8, (y * 8) as u8, (i * 90) as u8]));
+        picture.save(pictures.join(name)).unwrap();
+    }
+    let (root, report) = (pictures.to_str().unwrap(), dir.join("report.json"));
+    let run = xtask(&[
+        "eval",
+        "--metric",
+        "qssim",
+        "--dataset",
+        "folder",
+        "--root",
+        root,
+        "--checkpoint",
+        head.to_str().unwrap(),
+        "--size",
+        "32",
+        "--chroma-guide-radius",
+        "2.5",
+        "--json",
+        report.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let settings = &report["protocol"]["prediction_settings"];
+    assert_eq!(
+        (settings["side"].as_u64(), settings["chroma_guide_radius"].as_f64()),
+        (Some(32), Some(2.5)),
+        "{settings}"
+    );
+    let files = xtask(&["eval", "--metric", "qssim", "--pred", root, "--truth", root, "--chroma-guide-radius", "2.5"]);
+    let stderr = text(&files.stderr);
+    assert!(
+        !files.status.success() && stderr.contains("--chroma-guide-radius") && stderr.contains("--pred"),
+        "{stderr}"
+    );
+}
+
 /// The GPU machine's check, run here on the CPU: the reference path against
 /// the fast one, a short training run, its throughput and memory.
 #[test]
