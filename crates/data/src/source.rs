@@ -4,6 +4,7 @@
 
 use crate::DataError;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// How a dataset root is laid out.
@@ -75,6 +76,42 @@ pub fn list_images(root: &Path, layout: SourceLayout, split: &str) -> Result<Vec
     Ok(images)
 }
 
+/// `listing` with each picture under a `repeat` path listed that many times
+/// (in place, so the listing stays sorted); the longest matching path
+/// decides. A repeat path that matches nothing is an error naming it: a
+/// typo would otherwise silently change nothing.
+pub fn repeat_listed(
+    listing: Vec<PathBuf>,
+    repeat: &BTreeMap<PathBuf, u32>,
+    root: &Path,
+) -> Result<Vec<PathBuf>, DataError> {
+    if repeat.is_empty() {
+        return Ok(listing);
+    }
+    let mut matched = BTreeSet::new();
+    let mut out = Vec::with_capacity(listing.len());
+    for path in listing {
+        let rule =
+            repeat.iter().filter(|(prefix, _)| path.starts_with(prefix)).max_by_key(|(p, _)| p.components().count());
+        let times = match rule {
+            Some((prefix, &times)) => {
+                matched.insert(prefix);
+                times
+            }
+            None => 1,
+        };
+        out.extend(std::iter::repeat_n(path, times as usize));
+    }
+    match repeat.keys().find(|prefix| !matched.contains(prefix)) {
+        Some(unmatched) => Err(DataError::InvalidConfig(format!(
+            "data.repeat: {:?} matches no picture listed under {} (after exclude)",
+            portable(unmatched),
+            root.display()
+        ))),
+        None => Ok(out),
+    }
+}
+
 /// Recursive walk collecting image files; paths relative to `relative_to`.
 /// Links to folders are followed (datasets are often linked in); a link
 /// back to a folder above it is a cycle, whose files are already listed, so
@@ -132,6 +169,15 @@ fn sun_partition(root: &Path, split: &str) -> Result<Vec<PathBuf>, DataError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_longest_repeat_path_decides_and_the_order_is_kept() {
+        let listing: Vec<PathBuf> = ["a/b/y.png", "a/x.png", "c.png"].iter().map(PathBuf::from).collect();
+        let repeat = [(PathBuf::from("a"), 2), (PathBuf::from("a/b"), 3)].into();
+        let got = repeat_listed(listing, &repeat, Path::new("/root")).unwrap();
+        let names: Vec<&str> = got.iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(names, ["a/b/y.png", "a/b/y.png", "a/b/y.png", "a/x.png", "a/x.png", "c.png"]);
+    }
 
     fn touch(path: &Path) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -201,6 +201,36 @@ fn excluded_folders_are_left_out() {
 }
 
 #[test]
+fn repeated_folders_are_cached_that_many_times() {
+    let dir = tempdir("repeat");
+    make_dataset(&dir.join("src"));
+    make_dataset(&dir.join("src/scenes"));
+    let plain = config(&dir.join("src"), &dir.join("plain"), 16);
+    write_cache(&plain, false, &AtomicBool::new(false), &quiet).unwrap();
+    let mut cfg = config(&dir.join("src"), &dir.join("cache"), 16);
+    cfg.repeat.insert(PathBuf::from("scenes"), 3);
+    write_cache(&cfg, false, &AtomicBool::new(false), &quiet).unwrap();
+    let count = |cache: &str, inside: &str| {
+        let cache = UvCache::open(&dir.join(cache)).unwrap();
+        cache.manifest().images.iter().filter(|r| r.path.starts_with(inside)).count()
+    };
+    let (scenes, others) = (count("plain", "scenes/"), count("plain", "class-a/"));
+    assert!(scenes > 0 && others > 0);
+    assert_eq!((count("cache", "scenes/"), count("cache", "class-a/")), (3 * scenes, others));
+    assert_eq!(UvCache::open(&dir.join("cache")).unwrap().manifest().listed, 10 + 3 * 10);
+    assert_ne!(cfg.hash().unwrap(), plain.hash().unwrap(), "the repeat is part of the cache's fingerprint");
+    assert!(!plain.content_key().unwrap().contains("\"repeat\":"), "caches made without it keep their fingerprint");
+
+    // A path that matches nothing, or a count out of range, is refused by name.
+    cfg.repeat = [(PathBuf::from("scenes/typo"), 2)].into();
+    let err = write_cache(&cfg, false, &AtomicBool::new(false), &quiet).unwrap_err().to_string();
+    assert!(err.contains("data.repeat") && err.contains("scenes/typo"), "{err}");
+    cfg.repeat = [(PathBuf::from("scenes"), 0)].into();
+    let err = write_cache(&cfg, false, &AtomicBool::new(false), &quiet).unwrap_err().to_string();
+    assert!(err.contains("scenes") && err.contains("1 to 1000"), "{err}");
+}
+
+#[test]
 fn a_resume_after_the_source_changed_is_refused() {
     let dir = tempdir("listing");
     make_dataset(&dir.join("src"));

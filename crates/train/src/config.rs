@@ -556,6 +556,9 @@ mod tests {
         assert!(err.contains("30") && err.contains("multiple of 4") && err.contains("line 4"), "{err}");
         let err = Experiment::parse(&format!("{MINIMAL}shard_size = 0\n"), "x", Path::new("/")).unwrap_err();
         assert!(err.contains("data.shard_size") && err.contains("line 4"), "{err}");
+        let err =
+            Experiment::parse(&format!("{MINIMAL}repeat = {{ \"scenes\" = 0 }}\n"), "x", Path::new("/")).unwrap_err();
+        assert!(err.contains("data.repeat") && err.contains("line 4") && err.contains("1 to 1000"), "{err}");
         let text = format!("{MINIMAL}[train]\nbatch_size = 2\n[train.optimizer]\nmomentum = 1.5\n");
         let err = Experiment::parse(&text, "x", Path::new("/")).unwrap_err();
         assert!(err.contains("train.optimizer.momentum") && err.contains("line 7") && err.contains("1.5"), "{err}");

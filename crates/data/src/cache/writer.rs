@@ -5,7 +5,7 @@ use super::{shard_file, shard_record_file, tmp_path, write_atomic, MANIFEST};
 use crate::decode::load_rgb;
 use crate::prepare::{square, Planes};
 use crate::sample::draw_order;
-use crate::source::{list_images, portable};
+use crate::source::{list_images, portable, repeat_listed};
 use crate::{DataError, PreprocessConfig};
 use rayon::prelude::*;
 use safetensors::tensor::{Dtype, Metadata, TensorInfo};
@@ -70,6 +70,7 @@ pub fn write_cache(
     cfg.validate()?;
     let mut listing = list_images(&cfg.source, cfg.layout, &cfg.split)?;
     listing.retain(|path| !cfg.exclude.iter().any(|excluded| path.starts_with(excluded)));
+    let listing = repeat_listed(listing, &cfg.repeat, &cfg.source)?;
     let out = cfg.cache.as_path();
     prepare_out_dir(out)?;
 
