@@ -24,7 +24,7 @@ pub fn assets_dir() -> PathBuf {
 
 /// The offline trunk shipped with the project (see `assets/README.md`).
 pub fn embedded_trunk() -> PathBuf {
-    assets_dir().join("vgg16-trunk-hed.safetensors")
+    assets_dir().join("vgg16-trunk-tv-in1k.safetensors")
 }
 
 /// The side the embedded colorizer sees when it predicts (its file records

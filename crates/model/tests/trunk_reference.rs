@@ -149,11 +149,28 @@ fn trunk_taps_match_plain_loops_with_seeded_random_weights() {
 
 #[test]
 fn trunk_taps_match_plain_loops_with_the_real_weights() {
-    // The embedded HED trunk was rescaled from Caffe's 0..255 input, so its
-    // activations reach ~1000, where one f32 step is 1.2e-4: the bound is
-    // relative to the tap's peak (a few f32 roundings of it).
+    // Real activations reach the hundreds, where one f32 step is ~3e-5: the
+    // bound is relative to the tap's peak (a few f32 roundings of it).
     for (name, diff, peak) in compare_taps(&embedded_trunk()) {
         assert!(diff <= 2e-6 * peak.max(1.0), "{name}: max abs difference {diff} (peak {peak})");
+    }
+}
+
+/// The embedded trunk is torchvision's ImageNet VGG-16 (timm's `tv_in1k`),
+/// in OIHW: conv1_1's first output channel, red input, as torchvision
+/// prints it. A kernel left in flax's HWIO order, or transposed in space,
+/// reads other values here.
+#[test]
+fn embedded_trunk_is_torchvisions_imagenet_vgg16() {
+    let weights: HashMap<String, Tensor> = candle_core::safetensors::load(embedded_trunk(), &Device::Cpu).unwrap();
+    let conv1_1 = &weights["features.0.weight"];
+    assert_eq!(conv1_1.dims(), [64, 3, 3, 3]);
+    let kernel: Vec<Vec<f32>> = conv1_1.get(0).unwrap().get(0).unwrap().to_vec2().unwrap();
+    let torchvision = [[-0.5537, 0.1427, 0.5290], [-0.5831, 0.3566, 0.7657], [-0.6902, -0.0480, 0.4841]];
+    for (row, want_row) in kernel.iter().zip(torchvision) {
+        for (got, want) in row.iter().zip(want_row) {
+            assert!((got - want).abs() < 1e-4, "conv1_1[0, 0]: {kernel:?}, torchvision's {torchvision:?}");
+        }
     }
 }
 
