@@ -48,6 +48,35 @@ fn the_quick_demo_runs_every_stage() {
     }
 }
 
+/// The demo's training stage (`configs/smoke.toml`, all 60 steps) on the
+/// embedded trunk neither diverges nor ends below gray on its own photos:
+/// its learning rate was tuned to the trunk's activations once (0.5
+/// diverged when the trunk changed).
+#[test]
+fn the_demo_config_trains_stably_on_the_embedded_trunk() {
+    let dir = tempdir("smoke-full");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let smoke = std::fs::read_to_string(root.join("configs/smoke.toml")).unwrap();
+    let config = dir.join("smoke.toml");
+    std::fs::write(
+        &config,
+        smoke
+            .replace("source = \"datasets/samples\"", &format!("source = {:?}", root.join("datasets/samples")))
+            .replace("cache = \"runs/cache/smoke-32\"", &format!("cache = {:?}", dir.join("cache"))),
+    )
+    .unwrap();
+    let run_dir = dir.join("run");
+    let run =
+        xtask(&["train", "--config", config.to_str().unwrap(), "--run-dir", run_dir.to_str().unwrap(), "--preprocess"]);
+    assert!(run.status.success(), "{}\n{}", text(&run.stdout), text(&run.stderr));
+    let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value =
+        metrics.lines().rfind(|l| l.contains("\"validation\"")).map(|l| serde_json::from_str(l).unwrap()).unwrap();
+    assert_eq!(last["step"], 60, "{last}");
+    let (model, gray) = (&last["validation"]["qssim"]["mean"], &last["gray_baseline"]["qssim"]["mean"]);
+    assert!(model.as_f64().unwrap() > gray.as_f64().unwrap(), "validation QSSIM {model} vs gray {gray}");
+}
+
 fn colorize_model_has_embedded_head() -> bool {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/model/assets/colorizer-head.safetensors").is_file()
 }
