@@ -54,21 +54,7 @@ fn the_quick_demo_runs_every_stage() {
 /// diverged when the trunk changed).
 #[test]
 fn the_demo_config_trains_stably_on_the_embedded_trunk() {
-    let dir = tempdir("smoke-full");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let smoke = std::fs::read_to_string(root.join("configs/smoke.toml")).unwrap();
-    let config = dir.join("smoke.toml");
-    std::fs::write(
-        &config,
-        smoke
-            .replace("source = \"datasets/samples\"", &format!("source = {:?}", root.join("datasets/samples")))
-            .replace("cache = \"runs/cache/smoke-32\"", &format!("cache = {:?}", dir.join("cache"))),
-    )
-    .unwrap();
-    let run_dir = dir.join("run");
-    let run =
-        xtask(&["train", "--config", config.to_str().unwrap(), "--run-dir", run_dir.to_str().unwrap(), "--preprocess"]);
-    assert!(run.status.success(), "{}\n{}", text(&run.stdout), text(&run.stderr));
+    let run_dir = train_smoke(&tempdir("smoke-full"), 60);
     let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
     let last: serde_json::Value =
         metrics.lines().rfind(|l| l.contains("\"validation\"")).map(|l| serde_json::from_str(l).unwrap()).unwrap();
@@ -122,19 +108,25 @@ fn colorize_reports_unreadable_files_and_keeps_going() {
 }
 
 fn train_tiny_head(dir: &Path) -> PathBuf {
+    train_smoke(dir, 2).join("checkpoints/step-00000002/head.safetensors")
+}
+
+/// Trains `configs/smoke.toml` for `max_steps` with its cache under `dir`;
+/// returns the run folder.
+fn train_smoke(dir: &Path, max_steps: usize) -> PathBuf {
     let run_dir = dir.join("run");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let config = dir.join("tiny.toml");
+    let config = dir.join("smoke.toml");
     let smoke = std::fs::read_to_string(root.join("configs/smoke.toml")).unwrap();
-    let tiny = smoke
+    let smoke = smoke
         .replace("source = \"datasets/samples\"", &format!("source = {:?}", root.join("datasets/samples")))
         .replace("cache = \"runs/cache/smoke-32\"", &format!("cache = {:?}", dir.join("cache")))
-        .replace("max_steps = 60", "max_steps = 2");
-    std::fs::write(&config, tiny).unwrap();
+        .replace("max_steps = 60", &format!("max_steps = {max_steps}"));
+    std::fs::write(&config, smoke).unwrap();
     let run =
         xtask(&["train", "--config", config.to_str().unwrap(), "--run-dir", run_dir.to_str().unwrap(), "--preprocess"]);
     assert!(run.status.success(), "{}\n{}", text(&run.stdout), text(&run.stderr));
-    run_dir.join("checkpoints/step-00000002/head.safetensors")
+    run_dir
 }
 
 /// `runs` lists run folders with their steps and states, and the config
