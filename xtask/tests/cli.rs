@@ -54,7 +54,7 @@ fn the_quick_demo_runs_every_stage() {
 /// diverged when the trunk changed).
 #[test]
 fn the_demo_config_trains_stably_on_the_embedded_trunk() {
-    let run_dir = train_smoke(&tempdir("smoke-full"), 60);
+    let run_dir = train_smoke(&tempdir("smoke-full"), None);
     let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
     let last: serde_json::Value =
         metrics.lines().rfind(|l| l.contains("\"validation\"")).map(|l| serde_json::from_str(l).unwrap()).unwrap();
@@ -108,23 +108,32 @@ fn colorize_reports_unreadable_files_and_keeps_going() {
 }
 
 fn train_tiny_head(dir: &Path) -> PathBuf {
-    train_smoke(dir, 2).join("checkpoints/step-00000002/head.safetensors")
+    train_smoke(dir, Some(2)).join("checkpoints/step-00000002/head.safetensors")
 }
 
-/// Trains `configs/smoke.toml` for `max_steps` with its cache under `dir`;
-/// returns the run folder.
-fn train_smoke(dir: &Path, max_steps: usize) -> PathBuf {
+/// Trains `configs/smoke.toml` with its cache under `dir`, for its own length
+/// or for `max_steps` (`train --max-steps`); returns the run folder.
+fn train_smoke(dir: &Path, max_steps: Option<usize>) -> PathBuf {
     let run_dir = dir.join("run");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let config = dir.join("smoke.toml");
     let smoke = std::fs::read_to_string(root.join("configs/smoke.toml")).unwrap();
     let smoke = smoke
         .replace("source = \"datasets/samples\"", &format!("source = {:?}", root.join("datasets/samples")))
-        .replace("cache = \"runs/cache/smoke-32\"", &format!("cache = {:?}", dir.join("cache")))
-        .replace("max_steps = 60", &format!("max_steps = {max_steps}"));
+        .replace("cache = \"runs/cache/smoke-32\"", &format!("cache = {:?}", dir.join("cache")));
     std::fs::write(&config, smoke).unwrap();
-    let run =
-        xtask(&["train", "--config", config.to_str().unwrap(), "--run-dir", run_dir.to_str().unwrap(), "--preprocess"]);
+    let mut args = vec![
+        "train".to_string(),
+        "--config".into(),
+        config.to_str().unwrap().into(),
+        "--run-dir".into(),
+        run_dir.to_str().unwrap().into(),
+        "--preprocess".into(),
+    ];
+    if let Some(steps) = max_steps {
+        args.extend(["--max-steps".into(), steps.to_string()]);
+    }
+    let run = xtask(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(run.status.success(), "{}\n{}", text(&run.stdout), text(&run.stderr));
     run_dir
 }
