@@ -43,6 +43,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         "source": source,
         "prediction": main_name,
         "checkpoint": args.checkpoint.is_some().then(|| model::head_path(args.checkpoint.as_deref())).transpose()?,
+        "ensemble": args.model.ensemble.iter().map(|m| model::head_path(Some(m))).collect::<Result<Vec<_>>>()?,
         "prediction_settings": colorizer.as_ref().map(|c| prediction_settings(c, side)),
         "baselines": baselines,
         "mean_uv": mean_uv,
@@ -125,6 +126,7 @@ fn refuse_model_settings_for_files(args: &EvalArgs) -> Result<()> {
         ("--chroma-guide-radius", m.chroma_guide_radius.is_some()),
         ("--temperature", m.temperature.is_some()),
         ("--undo-rebalance", m.undo_rebalance.is_some()),
+        ("--ensemble", !m.ensemble.is_empty()),
     ];
     let named: Vec<&str> = given.iter().filter(|(_, set)| *set).map(|(flag, _)| *flag).collect();
     if !named.is_empty() {

@@ -141,6 +141,12 @@ pub struct ModelArgs {
     /// another is refused).
     #[arg(long)]
     pub other_trunk: bool,
+    /// Further trained heads (files, checkpoint or run folders) that predict
+    /// with the first one as an ensemble: their distributions over the
+    /// colour bins are averaged (log-probabilities) and decoded with the
+    /// first head's settings. Bins heads only, on the same bin grid.
+    #[arg(long, value_name = "HEAD")]
+    pub ensemble: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]

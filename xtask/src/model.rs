@@ -38,6 +38,12 @@ pub fn load_colorizer(args: &ModelArgs, checkpoint: Option<&Path>) -> Result<Col
     if let Some(radius) = args.chroma_guide_radius {
         colorizer.set_chroma_guide_radius(radius).context("--chroma-guide-radius")?;
     }
+    for member in &args.ensemble {
+        let member = head_path(Some(member))?;
+        colorizer
+            .add_ensemble_head(&member, !args.other_trunk)
+            .with_context(|| format!("--ensemble {}", member.display()))?;
+    }
     if args.temperature.is_some() || args.undo_rebalance.is_some() {
         colorizer.set_bin_decoding(args.temperature, args.undo_rebalance)?;
     }

@@ -283,6 +283,13 @@ fn eval_records_its_prediction_settings_and_refuses_them_for_files() {
         !files.status.success() && stderr.contains("--chroma-guide-radius") && stderr.contains("--pred"),
         "{stderr}"
     );
+    // An ensemble combines colour-bin distributions: this (U, V) head has none.
+    let head = head.to_str().unwrap();
+    let args =
+        ["eval", "--dataset", "folder", "--root", root, "--checkpoint", head, "--ensemble", head, "--size", "32"];
+    let ensemble = xtask(&args);
+    let stderr = text(&ensemble.stderr);
+    assert!(!ensemble.status.success() && stderr.contains("--ensemble") && stderr.contains("colour bins"), "{stderr}");
 }
 
 /// The GPU machine's check, run here on the CPU: the reference path against

@@ -446,19 +446,25 @@ impl HypercolumnHead {
     /// The prediction from logits: (U, V) / 255 [n, 2, h, w], the sigmoid of
     /// (U, V) logits or the annealed mean of bin logits.
     pub fn decode(&self, logits: &Tensor) -> Result<Tensor> {
-        match (&self.bin_centres, &self.bin_weights) {
-            (Some(centres), Some(weights)) => {
-                let undo = self.config.undo_rebalance;
-                let logits = if undo > 0.0 {
-                    let shift = (weights.log()? * undo)?.reshape((1, (), 1, 1))?;
-                    logits.broadcast_sub(&shift)?
-                } else {
-                    logits.clone()
-                };
+        match &self.bin_centres {
+            Some(centres) => {
+                let logits = self.unbalanced_logits(logits, self.config.undo_rebalance)?;
                 annealed_mean(&logits, centres, self.config.temperature)
             }
-            _ => candle_nn::ops::sigmoid(logits),
+            None => candle_nn::ops::sigmoid(logits),
         }
+    }
+
+    /// A bins head's `logits` with the fraction `undo` of the training's
+    /// rebalancing taken back: minus `undo` · log(weight) per bin. A head
+    /// that predicts (U, V) has nothing to take back and is refused.
+    pub fn unbalanced_logits(&self, logits: &Tensor, undo: f64) -> Result<Tensor> {
+        let Some(weights) = &self.bin_weights else { candle_core::bail!("the head predicts (U, V), not colour bins") };
+        if undo == 0.0 {
+            return Ok(logits.clone());
+        }
+        let shift = (weights.log()? * undo)?.reshape((1, (), 1, 1))?;
+        logits.broadcast_sub(&shift)
     }
 
     /// The colour bins' centres [K, 2] (0..255), for a head that predicts bins.

@@ -1,11 +1,12 @@
 //! `Colorizer`: trunk + hypercolumn + head, ready to predict or train.
 
+use crate::colour_bins::annealed_mean;
 use crate::head::HypercolumnHead;
 use crate::hypercolumn::{channel_moments, hypercolumn_patches, HypercolumnParts, HypercolumnWindows, Pixel};
 use crate::provenance::HeadProvenance;
 use crate::smoothing::smooth_chroma;
 use crate::trunk::{normalise_gray, Taps, Vgg16Trunk};
-use crate::{HeadConfig, ModelError};
+use crate::{HeadConfig, HeadOutput, ModelError};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use std::collections::HashMap;
@@ -18,6 +19,10 @@ pub struct Colorizer {
     head: HypercolumnHead,
     /// The head's variables: the only trainable ones.
     varmap: VarMap,
+    /// Further bins heads on the same trunk whose predictions are
+    /// combined with `head`'s (an ensemble; see `add_ensemble_head`).
+    /// Never trained.
+    ensemble: Vec<HypercolumnHead>,
     device: Device,
 }
 
@@ -31,7 +36,7 @@ impl Colorizer {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let head = HypercolumnHead::new(head, vb)?;
         head.reinitialise(&varmap, seed)?;
-        Ok(Colorizer { trunk, head, input_side: None, varmap, device: device.clone() })
+        Ok(Colorizer { trunk, head, input_side: None, varmap, ensemble: Vec::new(), device: device.clone() })
     }
 
     /// A trunk and a saved head; the head's shape is read from its file. A
@@ -105,6 +110,48 @@ impl Colorizer {
     /// Overwrites the head's variables with a saved head of the same shape.
     pub fn load_head(&mut self, path: &Path) -> Result<(), ModelError> {
         self.head.load(&self.varmap, path)
+    }
+
+    /// Adds a saved bins head (same bin grid, same trunk unless
+    /// `check_trunk` is false) to an ensemble with this colorizer's head:
+    /// `predict` then averages the heads' log-probabilities per bin (each
+    /// head's rebalancing undone by its own weights) and decodes the
+    /// average with the first head's settings. Seeds of one config make
+    /// different mistakes; where they agree, the average keeps the colour.
+    pub fn add_ensemble_head(&mut self, head_path: &Path, check_trunk: bool) -> Result<(), ModelError> {
+        if !head_path.is_file() {
+            return Err(ModelError::MissingWeights(head_path.to_path_buf()));
+        }
+        let config = HypercolumnHead::config_of_file(head_path)?;
+        let first = self.head.config();
+        let mismatch = |what: &str| {
+            Err(ModelError::BadFile {
+                path: head_path.to_path_buf(),
+                message: format!("cannot join an ensemble: {what}"),
+            })
+        };
+        if first.output != HeadOutput::Bins || config.output != HeadOutput::Bins {
+            return mismatch("an ensemble combines heads that predict colour bins");
+        }
+        if config.bin_spacing != first.bin_spacing {
+            return mismatch(&format!(
+                "its bins are {} U/V units apart, the first head's {}",
+                config.bin_spacing, first.bin_spacing
+            ));
+        }
+        if check_trunk {
+            self.check_head_trunk(head_path, &HeadProvenance::of_file(head_path)?)?;
+        }
+        let varmap = VarMap::new();
+        let mut head = HypercolumnHead::new(config, VarBuilder::from_varmap(&varmap, DType::F32, &self.device))?;
+        head.load(&varmap, head_path)?;
+        self.ensemble.push(head);
+        Ok(())
+    }
+
+    /// How many heads predict: 1, or the ensemble's size.
+    pub fn head_count(&self) -> usize {
+        1 + self.ensemble.len()
     }
 
     /// Changes how a bins head decodes (see `HypercolumnHead::set_bin_decoding`),
@@ -220,8 +267,25 @@ impl Colorizer {
     /// sigmoid or the bins' annealed mean), blurred by the head's
     /// `chroma_smoothing`.
     pub fn predict(&self, y: &Tensor) -> Result<Tensor, ModelError> {
-        let parts = self.hypercolumn_parts(y)?;
-        let uv = self.head.decode(&self.head.forward_parts(&parts)?)?;
+        let (x, taps) = self.input_and_taps(y)?;
+        let logits =
+            |head: &HypercolumnHead| head.forward_parts(&HypercolumnParts::new(&x, &taps, head.standardisation())?);
+        let uv = match self.head.bin_centres() {
+            Some(centres) if !self.ensemble.is_empty() => {
+                let config = self.head.config();
+                let log_p = |head: &HypercolumnHead| -> candle_core::Result<Tensor> {
+                    let unbalanced = head.unbalanced_logits(&logits(head)?, config.undo_rebalance)?;
+                    candle_nn::ops::log_softmax(&unbalanced, 1)
+                };
+                let mut sum = log_p(&self.head)?;
+                for head in &self.ensemble {
+                    sum = (sum + log_p(head)?)?;
+                }
+                let mean = (sum / self.head_count() as f64)?;
+                annealed_mean(&mean, centres, config.temperature)?
+            }
+            _ => self.head.decode(&logits(&self.head)?)?,
+        };
         Ok(smooth_chroma(&uv, self.head.config().chroma_smoothing)?)
     }
 

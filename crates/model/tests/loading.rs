@@ -357,3 +357,91 @@ fn a_scene_head_sees_the_whole_picture_and_round_trips() {
     let err = scene_head.load_head(&plain_path).unwrap_err().to_string();
     assert!(err.contains("scene.weight"), "{err}");
 }
+
+/// An ensemble averages its heads' log-probabilities per bin (each head's
+/// rebalancing undone by its own weights, as far as the first head's
+/// `undo_rebalance` says) and decodes the average with the first head's
+/// temperature; checked against plain loops over the heads' own logits.
+#[test]
+fn an_ensemble_averages_its_heads_log_probabilities() {
+    use colorize_model::HeadOutput;
+    let dir = tempdir("ensemble");
+    let trunk = colorize_model::weights::embedded_trunk();
+    let config = HeadConfig {
+        conv1_channels: 8,
+        conv2_channels: 4,
+        output: HeadOutput::Bins,
+        bin_spacing: 24,
+        temperature: 0.5,
+        undo_rebalance: 0.7,
+        ..HeadConfig::default()
+    };
+    let k = config.colour_bins().len();
+    let ramp: Vec<u8> = (0..32 * 32).map(|i| (i * 7 % 256) as u8).collect();
+    // Two heads of other seeds, rebalancing weights and standardisations.
+    let mut heads = Vec::new();
+    for seed in [3u64, 4] {
+        let model = Colorizer::new(&trunk, config, seed, &Device::Cpu).unwrap();
+        let prior = vec![1.0 / k as f64; k];
+        let weights: Vec<f32> = (0..k).map(|i| 0.5 + ((i as u64 * (seed + 1)) % 7) as f32 / 4.0).collect();
+        model.head().set_bin_prior(model.varmap(), &prior, &weights).unwrap();
+        if seed == 4 {
+            model.fit_standardisation(&[model.gray_tensor(&ramp, 1, 32, 32).unwrap()]).unwrap();
+        }
+        let path = dir.join(format!("head-{seed}.safetensors"));
+        model.save_head(&path).unwrap();
+        heads.push((model, path, weights));
+    }
+    let y = heads[0].0.gray_tensor(&ramp, 1, 32, 32).unwrap();
+    let logits: Vec<Vec<f32>> = heads
+        .iter()
+        .map(|(m, _, _)| m.logits(&m.hypercolumn_parts(&y).unwrap()).unwrap().flatten_all().unwrap().to_vec1().unwrap())
+        .collect();
+    let centres = config.colour_bins().centres().to_vec();
+    let pixels = 32 * 32;
+    let mut want = vec![0f32; 2 * pixels];
+    for p in 0..pixels {
+        let mut mean_log_p = vec![0f64; k];
+        for ((_, _, weights), logits) in heads.iter().zip(&logits) {
+            let z: Vec<f64> =
+                (0..k).map(|b| f64::from(logits[b * pixels + p]) - 0.7 * f64::from(weights[b]).ln()).collect();
+            let log_total = z.iter().map(|z| z.exp()).sum::<f64>().ln();
+            for (m, z) in mean_log_p.iter_mut().zip(&z) {
+                *m += (z - log_total) / 2.0;
+            }
+        }
+        let p_t: Vec<f64> = mean_log_p.iter().map(|m| (m / 0.5).exp()).collect();
+        let total: f64 = p_t.iter().sum();
+        for c in 0..2 {
+            let uv: f64 = p_t.iter().zip(&centres).map(|(p, centre)| p * f64::from(centre[c])).sum::<f64>() / total;
+            want[c * pixels + p] = (uv / 255.0) as f32;
+        }
+    }
+    let mut ensemble = Colorizer::load(&trunk, &heads[0].1, &Device::Cpu).unwrap();
+    ensemble.add_ensemble_head(&heads[1].1, true).unwrap();
+    assert_eq!(ensemble.head_count(), 2);
+    let got: Vec<f32> = ensemble.predict(&y).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-5, "ensemble against the plain loops: off by {worst}");
+    let alone: Vec<f32> = heads[0].0.predict(&y).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    assert!(got.iter().zip(&alone).any(|(a, b)| (a - b).abs() > 1e-3), "the second head counts");
+
+    // Heads that cannot join: another bin grid, and a (U, V) head.
+    let other = Colorizer::new(&trunk, HeadConfig { bin_spacing: 16, ..config }, 5, &Device::Cpu).unwrap();
+    let other_path = dir.join("spacing-16.safetensors");
+    other.save_head(&other_path).unwrap();
+    let err = ensemble.add_ensemble_head(&other_path, true).unwrap_err().to_string();
+    assert!(err.contains("spacing-16.safetensors") && err.contains("16 U/V units"), "{err}");
+    let uv = Colorizer::new(
+        &trunk,
+        HeadConfig { conv1_channels: 8, conv2_channels: 4, ..HeadConfig::default() },
+        1,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let uv_path = dir.join("uv.safetensors");
+    uv.save_head(&uv_path).unwrap();
+    let err = ensemble.add_ensemble_head(&uv_path, true).unwrap_err().to_string();
+    assert!(err.contains("uv.safetensors") && err.contains("colour bins"), "{err}");
+    assert_eq!(ensemble.head_count(), 2, "refused heads are not added");
+}
