@@ -47,6 +47,37 @@ pub enum Command {
     /// --undo-rebalance), chosen on held-out pictures with `eval`: the
     /// weights are unchanged.
     Retune(RetuneArgs),
+    /// Copies of a colorizer's outputs with the truth's hue (or chroma
+    /// magnitude) put in, to score with `eval --pred`: which of the two
+    /// limits it. The gray is the truth's.
+    Oracle(OracleArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct OracleArgs {
+    /// Folder of predictions (any colorizer's outputs), paired with --truth by relative path.
+    #[arg(long)]
+    pub pred: PathBuf,
+    /// Folder of the original colour pictures.
+    #[arg(long)]
+    pub truth: PathBuf,
+    /// Where the copies go (PNG, the truth's relative paths).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// What to take from the truth: hue (its hue angle, the prediction's
+    /// chroma magnitude) or magnitude (its magnitude, the prediction's hue).
+    #[arg(long, value_enum)]
+    pub take: OracleTake,
+    /// Blur of the truth's chroma first (Gaussian sigma, pixels of the
+    /// pictures), so that a region's colour is taken, not its pixel noise.
+    #[arg(long, default_value_t = 0.0)]
+    pub blur: f64,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum OracleTake {
+    Hue,
+    Magnitude,
 }
 
 #[derive(Args, Debug)]

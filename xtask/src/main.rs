@@ -13,6 +13,7 @@ mod eval;
 mod flags;
 mod gpu_check;
 mod model;
+mod oracle;
 mod preprocess;
 mod progress;
 mod runs;
@@ -47,6 +48,7 @@ fn run(flags: flags::Xtask) -> Result<()> {
         flags::Command::Bench(args) => bench::run(args),
         flags::Command::Runs(args) => runs::run(args),
         flags::Command::GpuCheck(args) => gpu_check::run(args),
+        flags::Command::Oracle(args) => oracle::run(args),
         flags::Command::Retune(args) => {
             let mut colorizer = model::load_colorizer(&args.model, args.checkpoint.as_deref())?;
             let size = args.size.unwrap_or_else(|| model::default_side(args.checkpoint.as_deref()));

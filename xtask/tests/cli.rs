@@ -292,6 +292,63 @@ fn eval_records_its_prediction_settings_and_refuses_them_for_files() {
     assert!(!ensemble.status.success() && stderr.contains("--ensemble") && stderr.contains("colour bins"), "{stderr}");
 }
 
+/// `oracle` writes a copy of each prediction with the truth's hue put in,
+/// at the truth's relative path; a pair of different sizes is skipped by
+/// name, and the command fails after writing the others.
+#[test]
+fn oracle_puts_the_truths_hue_in_and_names_a_pair_it_cannot_use() {
+    let dir = tempdir("oracle");
+    let (pred, truth, out) = (dir.join("pred"), dir.join("truth"), dir.join("out"));
+    for folder in [&pred, &truth] {
+        std::fs::create_dir_all(folder.join("sub")).unwrap();
+    }
+    let colourful = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([(x * 6) as u8, 200 - (y * 4) as u8, 90]));
+    colourful.save(truth.join("sub/a.png")).unwrap();
+    // The prediction: the truth's gray with one orange tint everywhere.
+    let tinted = image::RgbImage::from_fn(40, 30, |x, y| {
+        let [r, g, b] = colourful.get_pixel(x, y).0.map(f32::from);
+        let gray = 0.299 * r + 0.587 * g + 0.114 * b;
+        image::Rgb([(gray + 20.0).min(255.0) as u8, gray as u8, (gray - 20.0).max(0.0) as u8])
+    });
+    tinted.save(pred.join("sub/a.png")).unwrap();
+    colourful.save(truth.join("b.png")).unwrap();
+    image::RgbImage::new(20, 20).save(pred.join("b.png")).unwrap();
+    let run = xtask(&[
+        "oracle",
+        "--pred",
+        pred.to_str().unwrap(),
+        "--truth",
+        truth.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--take",
+        "hue",
+    ]);
+    let (stdout, stderr) = (text(&run.stdout), text(&run.stderr));
+    assert!(!run.status.success(), "a bad pair fails the command:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("b.png") && stdout.contains("sizes differ"), "{stdout}");
+    let copy = image::open(out.join("sub/a.png")).unwrap().to_rgb8();
+    assert_eq!(copy.dimensions(), (40, 30));
+    // Its hues are the truth's (the tint's were not), pixel by pixel.
+    let hue_misses = |a: &image::RgbImage| -> usize {
+        let angle = |rgb: [u8; 3]| {
+            let [u, v] = colorize_core::yuv::chroma_f64(rgb);
+            (v.atan2(u), u.hypot(v))
+        };
+        a.pixels()
+            .zip(colourful.pixels())
+            .filter(|(p, q)| {
+                let ((a, ra), (b, rb)) = (angle(p.0), angle(q.0));
+                let turn = (a - b).sin().atan2((a - b).cos()).abs().to_degrees();
+                ra > 5.0 && rb > 5.0 && turn > 10.0
+            })
+            .count()
+    };
+    assert!(hue_misses(&tinted) > 600, "the tint's hue is wrong: {}", hue_misses(&tinted));
+    assert_eq!(hue_misses(&copy), 0);
+    assert!(!out.join("b.png").exists());
+}
+
 /// The GPU machine's check, run here on the CPU: the reference path against
 /// the fast one, a short training run, its throughput and memory.
 #[test]
