@@ -177,20 +177,25 @@ fn the_guide_radius_is_saved_with_the_head() {
 /// A head that predicts colour bins keeps its bins, temperature and
 /// rebalancing weights in its file; its predictions are the annealed mean
 /// of its bins, and `--temperature` changes them.
+/// A small bins head: 8 and 4 channels, bins 24 U/V units apart, T 0.5.
+fn small_bins_head() -> HeadConfig {
+    HeadConfig {
+        conv1_channels: 8,
+        conv2_channels: 4,
+        output: colorize_model::HeadOutput::Bins,
+        bin_spacing: 24,
+        temperature: 0.5,
+        ..HeadConfig::default()
+    }
+}
+
 #[test]
 fn a_bins_head_round_trips_its_decoding() {
     use colorize_model::colour_bins::annealed_mean;
     use colorize_model::HeadOutput;
     let dir = tempdir("bins");
     let trunk = colorize_model::weights::embedded_trunk();
-    let config = HeadConfig {
-        conv1_channels: 8,
-        conv2_channels: 4,
-        output: HeadOutput::Bins,
-        bin_spacing: 24,
-        temperature: 0.5,
-        ..HeadConfig::default()
-    };
+    let config = small_bins_head();
     let model = Colorizer::new(&trunk, config, 3, &Device::Cpu).unwrap();
     let k = config.colour_bins().len();
     let prior: Vec<f64> = (0..k).map(|i| (i + 1) as f64).collect();
@@ -364,18 +369,9 @@ fn a_scene_head_sees_the_whole_picture_and_round_trips() {
 /// temperature; checked against plain loops over the heads' own logits.
 #[test]
 fn an_ensemble_averages_its_heads_log_probabilities() {
-    use colorize_model::HeadOutput;
     let dir = tempdir("ensemble");
     let trunk = colorize_model::weights::embedded_trunk();
-    let config = HeadConfig {
-        conv1_channels: 8,
-        conv2_channels: 4,
-        output: HeadOutput::Bins,
-        bin_spacing: 24,
-        temperature: 0.5,
-        undo_rebalance: 0.7,
-        ..HeadConfig::default()
-    };
+    let config = HeadConfig { undo_rebalance: 0.7, ..small_bins_head() };
     let k = config.colour_bins().len();
     let ramp: Vec<u8> = (0..32 * 32).map(|i| (i * 7 % 256) as u8).collect();
     // Two heads of other seeds, rebalancing weights and standardisations.
