@@ -50,6 +50,10 @@ fn run(flags: flags::Xtask) -> Result<()> {
         flags::Command::GpuCheck(args) => gpu_check::run(args),
         flags::Command::Oracle(args) => oracle::run(args),
         flags::Command::Retune(args) => {
+            if !args.model.ensemble.is_empty() {
+                // A head file holds one head: the others would be dropped silently.
+                anyhow::bail!("--ensemble: retune writes one head file; retune each head of an ensemble on its own");
+            }
             let mut colorizer = model::load_colorizer(&args.model, args.checkpoint.as_deref())?;
             let size = args.size.unwrap_or_else(|| model::default_side(args.checkpoint.as_deref()));
             colorizer.set_input_side(size)?;

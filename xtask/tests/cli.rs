@@ -236,6 +236,11 @@ fn retune_changes_only_the_prediction_settings() {
     let run = xtask(&["retune", "--checkpoint", empty.to_str().unwrap(), "--out", from_folder.to_str().unwrap()]);
     let stderr = text(&run.stderr);
     assert!(!run.status.success() && stderr.contains("empty") && stderr.contains("head.safetensors"), "{stderr}");
+    // One head file cannot hold an ensemble.
+    let ensemble = ["retune", "--checkpoint", folder, "--ensemble", folder, "--out", from_folder.to_str().unwrap()];
+    let run = xtask(&ensemble);
+    let stderr = text(&run.stderr);
+    assert!(!run.status.success() && stderr.contains("--ensemble") && stderr.contains("one head file"), "{stderr}");
 }
 
 /// `eval` records the settings its model predicted with (the head's, or the
