@@ -20,9 +20,9 @@ pub fn run(args: OracleArgs) -> Result<()> {
     if items.is_empty() {
         bail!("no prediction in {} has a truth of the same name in {}", pred.display(), truth.display());
     }
-    let taken = match args.take {
-        OracleTake::Hue => "hue",
-        OracleTake::Magnitude => "chroma magnitude",
+    let (take, taken) = match args.take {
+        OracleTake::Hue => (Take::Hue, "hue"),
+        OracleTake::Magnitude => (Take::Magnitude, "chroma magnitude"),
     };
     println!(
         "oracle: {} predictions with the truth's {taken} (its chroma blurred by σ {} px) -> {}",
@@ -35,7 +35,7 @@ pub fn run(args: OracleArgs) -> Result<()> {
         .par_iter()
         .filter_map(|item| {
             let pred = item.pred.as_deref()?;
-            let written = write_one(pred, &item.truth, &out.join(&item.name).with_extension("png"), &args);
+            let written = write_one(pred, &item.truth, &out.join(&item.name).with_extension("png"), take, args.blur);
             bar.inc(1);
             written.err().map(|err| format!("{}: {err:#}", item.name))
         })
@@ -51,13 +51,9 @@ pub fn run(args: OracleArgs) -> Result<()> {
     Ok(())
 }
 
-fn write_one(pred: &Path, truth: &Path, out: &Path, args: &OracleArgs) -> Result<()> {
+fn write_one(pred: &Path, truth: &Path, out: &Path, take: Take, blur: f64) -> Result<()> {
     let load = |path: &Path| load_rgb(path).with_context(|| path.display().to_string()).map(|d| d.rgb);
-    let take = match args.take {
-        OracleTake::Hue => Take::Hue,
-        OracleTake::Magnitude => Take::Magnitude,
-    };
-    let copy = take_from_truth(&load(pred)?, &load(truth)?, take, args.blur as f32)
+    let copy = take_from_truth(&load(pred)?, &load(truth)?, take, blur as f32)
         .with_context(|| format!("{} against {}", pred.display(), truth.display()))?;
     if let Some(folder) = out.parent() {
         std::fs::create_dir_all(folder).with_context(|| folder.display().to_string())?;

@@ -116,8 +116,8 @@ impl Colorizer {
     /// `check_trunk` is false) to an ensemble with this colorizer's head:
     /// `predict` then averages the heads' log-probabilities per bin (each
     /// head's rebalancing undone by its own weights) and decodes the
-    /// average with the first head's settings. Seeds of one config make
-    /// different mistakes; where they agree, the average keeps the colour.
+    /// average with the first head's settings (the geometric mean of their
+    /// distributions: where the heads agree, it stays as sharp as theirs).
     pub fn add_ensemble_head(&mut self, head_path: &Path, check_trunk: bool) -> Result<(), ModelError> {
         if !head_path.is_file() {
             return Err(ModelError::MissingWeights(head_path.to_path_buf()));
