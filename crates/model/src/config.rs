@@ -79,6 +79,18 @@ pub struct HeadConfig {
     /// what kind of scene it is in. Not in the method; `false` is its head.
     #[serde(default)]
     pub scene_context: bool,
+    /// How many of VGG-16's convolution blocks the hypercolumn taps: 3,
+    /// the method's (conv1_2, conv2_2, conv3_3: 451 channels, every layer
+    /// before the third max-pool); 4 adds conv4_3 (963 channels); 5 adds
+    /// conv5_3 (1475). The deeper taps see more of the picture (about 100
+    /// and 200 pixels against conv3_3's 40) and are what ImageNet's
+    /// classes shaped most; Larsson et al.'s hypercolumn reads them. Not in
+    /// the method. A deeper trunk needs a weights file that holds its
+    /// layers (`model.trunk_weights`; the embedded trunk stops at conv3_3)
+    /// and sides that are multiples of 8 or 16. Read from a head file by
+    /// its first convolution's input channels.
+    #[serde(default = "default_trunk_blocks")]
+    pub trunk_blocks: usize,
 }
 
 /// The head's output layer.
@@ -91,6 +103,10 @@ pub enum HeadOutput {
     /// Logits over the in-gamut colour bins; the prediction is their
     /// annealed mean.
     Bins,
+}
+
+fn default_trunk_blocks() -> usize {
+    crate::trunk::METHOD_BLOCKS
 }
 
 fn default_bin_spacing() -> u32 {
@@ -141,6 +157,7 @@ impl Default for HeadConfig {
             temperature: default_temperature(),
             undo_rebalance: 0.0,
             scene_context: false,
+            trunk_blocks: default_trunk_blocks(),
         }
     }
 }
@@ -162,6 +179,11 @@ impl HeadConfig {
     /// The colour bins of `bin_spacing` (whatever the output).
     pub fn colour_bins(&self) -> crate::colour_bins::ColourBins {
         crate::colour_bins::ColourBins::in_gamut(self.bin_spacing)
+    }
+
+    /// Channels of the hypercolumn the head reads (451 for the method's trunk).
+    pub fn hypercolumn_channels(&self) -> usize {
+        crate::trunk::hypercolumn_channels(self.trunk_blocks)
     }
 
     /// Channels of Q, the concatenation the output layer reads.
@@ -204,6 +226,14 @@ impl HeadConfig {
         }
         if !(0.0..=1.0).contains(&self.undo_rebalance) {
             return Err(format!("model.head.undo_rebalance = {}: must be 0 to 1", self.undo_rebalance));
+        }
+        if !(crate::trunk::METHOD_BLOCKS..=crate::trunk::MAX_BLOCKS).contains(&self.trunk_blocks) {
+            return Err(format!(
+                "model.head.trunk_blocks = {}: must be {} (the method's) to {} (all of VGG-16's blocks)",
+                self.trunk_blocks,
+                crate::trunk::METHOD_BLOCKS,
+                crate::trunk::MAX_BLOCKS
+            ));
         }
         for (name, c) in [("conv1_channels", self.conv1_channels), ("conv2_channels", self.conv2_channels)] {
             if c == 0 || c > 4096 {

@@ -33,8 +33,8 @@ pub enum ModelError {
     BadDevice(String),
     #[error("device '{0}': this build has no CUDA support; rebuild with `--features cuda`")]
     NoCuda(String),
-    #[error("input side {0} is invalid: the model needs a multiple of 4, at least 16")]
-    BadSide(usize),
+    #[error("input side {0} is invalid: the model needs a multiple of {1}, at least 16")]
+    BadSide(usize, usize),
     #[error("{0}")]
     BadConfig(String),
     #[error(

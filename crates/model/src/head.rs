@@ -4,7 +4,6 @@ use crate::colour_bins::annealed_mean;
 use crate::conv::Conv2d;
 use crate::hypercolumn::{HypercolumnParts, Standardisation, SCENE_CHANNELS};
 use crate::kernels::first_conv::first_conv;
-use crate::trunk::HYPERCOLUMN_CHANNELS;
 use crate::weights::tensor_shape;
 use crate::{HeadConfig, HeadOutput, ModelError};
 use candle_core::{Module, Result, Tensor, Var};
@@ -67,10 +66,11 @@ const SCENE_KEY: &str = "scene.weight";
 impl HypercolumnHead {
     pub fn new(config: HeadConfig, vb: VarBuilder) -> Result<HypercolumnHead> {
         let HeadConfig { conv1_channels: c1, conv1_kernel: k1, conv2_channels: c2, conv2_kernel: k2, .. } = config;
+        let channels = config.hypercolumn_channels();
         // Identity until measured (`set_standardisation`) or loaded.
         let standardisation = Standardisation {
-            shift: vb.get_with_hints(HYPERCOLUMN_CHANNELS, SHIFT_KEY, init::ZERO)?,
-            scale: vb.get_with_hints(HYPERCOLUMN_CHANNELS, SCALE_KEY, init::ONE)?,
+            shift: vb.get_with_hints(channels, SHIFT_KEY, init::ZERO)?,
+            scale: vb.get_with_hints(channels, SCALE_KEY, init::ONE)?,
         };
         vb.get_with_hints(1, SMOOTHING_KEY, init::Init::Const(config.chroma_smoothing))?;
         vb.get_with_hints(1, GUIDE_KEY, init::Init::Const(config.chroma_guide_radius))?;
@@ -96,7 +96,7 @@ impl HypercolumnHead {
         Ok(HypercolumnHead {
             config,
             standardisation,
-            conv1: conv(vb.pp("conv1"), HYPERCOLUMN_CHANNELS, c1, k1)?,
+            conv1: conv(vb.pp("conv1"), channels, c1, k1)?,
             conv2: conv(vb.pp("conv2"), c1, c2, k2)?,
             out: conv(vb.pp("out"), config.q_channels(), outputs, 1)?,
             scene,
@@ -137,12 +137,13 @@ impl HypercolumnHead {
     /// `hypercolumn::channel_moments`), with the config's floor on each
     /// channel's spread (`HeadConfig::min_relative_std`).
     pub fn set_standardisation(&self, varmap: &VarMap, mean: &[f64], std: &[f64]) -> Result<()> {
-        if mean.len() != HYPERCOLUMN_CHANNELS || std.len() != HYPERCOLUMN_CHANNELS {
-            candle_core::bail!("standardisation needs {HYPERCOLUMN_CHANNELS} channels, got {}", mean.len());
+        let channels = self.config.hypercolumn_channels();
+        if mean.len() != channels || std.len() != channels {
+            candle_core::bail!("standardisation needs {channels} channels, got {}", mean.len());
         }
-        let mut scale = Vec::with_capacity(HYPERCOLUMN_CHANNELS);
+        let mut scale = Vec::with_capacity(channels);
         let mut offset = 0;
-        for c in crate::trunk::HYPERCOLUMN_PARTS {
+        for c in crate::trunk::hypercolumn_parts(self.config.trunk_blocks) {
             let part = &std[offset..offset + c];
             let floor = self.config.min_relative_std * part.iter().sum::<f64>() / c as f64;
             scale.extend(part.iter().map(|s| (1.0 / s.max(floor).max(f64::MIN_POSITIVE)) as f32));
@@ -287,7 +288,9 @@ impl HypercolumnHead {
         let conv2 = tensor_shape(path, "conv2.weight")?;
         let tensors = candle_core::safetensors::load(path, &candle_core::Device::Cpu)
             .map_err(|e| ModelError::BadFile { path: path.to_path_buf(), message: format!("unreadable: {e}") })?;
-        let standardise = is_standardised(&tensors, path)?;
+        let blocks = (crate::trunk::METHOD_BLOCKS..=crate::trunk::MAX_BLOCKS)
+            .find(|&b| conv1.get(1) == Some(&crate::trunk::hypercolumn_channels(b)));
+        let standardise = is_standardised(&tensors, path, conv1.get(1).copied().unwrap_or(0))?;
         let chroma_smoothing = chroma_smoothing_in(&tensors, path)?;
         let chroma_guide_radius = chroma_guide_radius_in(&tensors, path)?;
         let defaults = HeadConfig::default();
@@ -305,8 +308,8 @@ impl HypercolumnHead {
         };
         let temperature = temperature_in(&tensors, path)?.unwrap_or(defaults.temperature);
         let undo_rebalance = undo_rebalance_in(&tensors, path)?;
-        match (conv1.as_slice(), conv2.as_slice()) {
-            ([c1, HYPERCOLUMN_CHANNELS, k1, _], [c2, _, k2, _]) => Ok(HeadConfig {
+        match (conv1.as_slice(), conv2.as_slice(), blocks) {
+            ([c1, _, k1, _], [c2, _, k2, _], Some(trunk_blocks)) => Ok(HeadConfig {
                 conv1_channels: *c1,
                 conv1_kernel: *k1,
                 conv2_channels: *c2,
@@ -320,6 +323,7 @@ impl HypercolumnHead {
                 temperature,
                 undo_rebalance,
                 scene_context: tensors.contains_key(SCENE_KEY),
+                trunk_blocks,
             }),
             _ => Err(ModelError::BadFile {
                 path: path.to_path_buf(),
@@ -348,13 +352,14 @@ fn set_var(varmap: &VarMap, name: &str, values: Vec<f32>) -> Result<()> {
 fn is_standardised(
     tensors: &std::collections::HashMap<String, Tensor>,
     path: &Path,
+    channels: usize,
 ) -> std::result::Result<bool, ModelError> {
     let bad = |message: String| ModelError::BadFile { path: path.to_path_buf(), message };
     let mut identity = true;
     for (key, neutral) in [(SHIFT_KEY, 0.0f32), (SCALE_KEY, 1.0)] {
         let values: Vec<f32> = match tensors.get(key) {
-            Some(t) if t.dims() == [HYPERCOLUMN_CHANNELS] => t.to_dtype(candle_core::DType::F32)?.to_vec1()?,
-            Some(t) => return Err(bad(format!("{key} has shape {:?}, expected [{HYPERCOLUMN_CHANNELS}]", t.dims()))),
+            Some(t) if t.dims() == [channels] => t.to_dtype(candle_core::DType::F32)?.to_vec1()?,
+            Some(t) => return Err(bad(format!("{key} has shape {:?}, expected [{channels}]", t.dims()))),
             None => return Err(bad(format!("{key} is missing (a head saved before standardisation existed)"))),
         };
         identity &= values.iter().all(|&v| v == neutral);

@@ -2,21 +2,22 @@
 //! each channel standardised by constants that travel with the head.
 
 use crate::kernels::standardise::standardise;
-use crate::trunk::{Taps, HYPERCOLUMN_CHANNELS};
+use crate::trunk::Taps;
 use candle_core::{DType, Result, Tensor, D};
 
 /// Per-channel constants: the head sees (T - shift) * scale. Identity
 /// (0, 1) for the raw hypercolumn of the method.
 #[derive(Clone, Debug)]
 pub struct Standardisation {
-    /// [451]
+    /// [451] (or a deeper trunk's 963 or 1475)
     pub shift: Tensor,
-    /// [451]
+    /// The same length.
     pub scale: Tensor,
 }
 
 /// [n, 451, h, w]: x (3), conv1_2 (64), conv2_2 upsampled x2 (128),
-/// conv3_3 upsampled x4 (256). Bilinear, half-pixel centres (PyTorch's
+/// conv3_3 upsampled x4 (256); a deeper trunk adds conv4_3 upsampled x8
+/// (512) and conv5_3 x16 (512). Bilinear, half-pixel centres (PyTorch's
 /// `align_corners=False`). Detached: the trunk is frozen, so no gradient
 /// ever flows back through it.
 pub fn hypercolumn(x: &Tensor, taps: &Taps, standardisation: &Standardisation) -> Result<Tensor> {
@@ -35,7 +36,8 @@ pub fn hypercolumn(x: &Tensor, taps: &Taps, standardisation: &Standardisation) -
 pub struct HypercolumnParts {
     /// [n, 67, h, w]: the input (3) and conv1_2 (64), at the input's size.
     pub full: Tensor,
-    /// conv2_2 [n, 128, h/2, w/2] and conv3_3 [n, 256, h/4, w/4].
+    /// conv2_2 [n, 128, h/2, w/2] and conv3_3 [n, 256, h/4, w/4], then a
+    /// deeper trunk's conv4_3 and conv5_3.
     pub coarse: Vec<Tensor>,
     /// [n, 256]: each picture's scene vector (`scene_vector`).
     pub scene: Tensor,
@@ -61,7 +63,7 @@ impl HypercolumnParts {
             candle_core::bail!("the hypercolumn has four parts");
         };
         let coarse: Vec<Tensor> = parts.collect();
-        let Some(conv3_3) = coarse.last() else { candle_core::bail!("the hypercolumn has four parts") };
+        let Some(conv3_3) = coarse.get(1) else { candle_core::bail!("the hypercolumn has four parts or more") };
         let scene = scene_vector(conv3_3)?;
         Ok(HypercolumnParts { full: Tensor::cat(&[x, conv1_2], 1)?, coarse, scene })
     }
@@ -83,12 +85,19 @@ impl HypercolumnParts {
     }
 }
 
-/// The four parts (input, conv1_2, conv2_2, conv3_3) at their own
-/// resolution, each channel standardised.
+/// The parts (input, conv1_2, conv2_2, conv3_3, and a deeper trunk's) at
+/// their own resolution, each channel standardised.
 fn standardised_parts(x: &Tensor, taps: &Taps, standardisation: &Standardisation) -> Result<Vec<Tensor>> {
+    let channels: usize = std::iter::once(x).chain(taps.all()).map(|t| t.dim(1)).sum::<Result<usize>>()?;
+    if standardisation.shift.dim(0)? != channels {
+        candle_core::bail!(
+            "the head reads a hypercolumn of {} channels, the trunk makes {channels}",
+            standardisation.shift.dim(0)?
+        );
+    }
     let mut offset = 0;
-    [x, &taps.conv1_2, &taps.conv2_2, &taps.conv3_3]
-        .into_iter()
+    std::iter::once(x)
+        .chain(taps.all())
         .map(|part| {
             let c = part.dim(1)?;
             let shift = standardisation.shift.narrow(0, offset, c)?;
@@ -99,15 +108,15 @@ fn standardised_parts(x: &Tensor, taps: &Taps, standardisation: &Standardisation
         .collect()
 }
 
-/// Mean and standard deviation of each of the 451 channels over a batch,
+/// Mean and standard deviation of each of the hypercolumn's channels over a batch,
 /// measured on the parts at their own resolution: upsampling keeps the mean
 /// and smooths the spread a little (by up to ~30% for the busiest conv2_2
 /// channels on a synthetic pattern), which is close enough to condition SGD.
 /// f64 sums: conv1_2's values reach the thousands.
 pub fn channel_moments(x: &Tensor, taps: &Taps) -> Result<(Vec<f64>, Vec<f64>)> {
-    let mut mean = Vec::with_capacity(HYPERCOLUMN_CHANNELS);
-    let mut std = Vec::with_capacity(HYPERCOLUMN_CHANNELS);
-    for part in [x, &taps.conv1_2, &taps.conv2_2, &taps.conv3_3] {
+    let mut mean = Vec::new();
+    let mut std = Vec::new();
+    for part in std::iter::once(x).chain(taps.all()) {
         let c = part.dim(1)?;
         let per_channel = part.to_dtype(DType::F64)?.transpose(0, 1)?.contiguous()?.reshape((c, ()))?;
         let m = per_channel.mean(D::Minus1)?;
@@ -178,7 +187,7 @@ pub fn hypercolumn_patches(
     let device = x.device();
     let mut parts = Vec::with_capacity(4);
     let standardised = standardised_parts(x, taps, standardisation)?;
-    let Some(conv3_3) = standardised.last() else { candle_core::bail!("the hypercolumn has four parts") };
+    let Some(conv3_3) = standardised.get(3) else { candle_core::bail!("the hypercolumn has four parts or more") };
     let images: Vec<u32> = pixels.iter().map(|p| p.image as u32).collect();
     let scene = scene_vector(conv3_3)?.index_select(&Tensor::from_vec(images, pixels.len(), device)?, 0)?;
     for part in standardised {
@@ -204,7 +213,8 @@ pub fn hypercolumn_patches(
         });
     }
     let rows = Tensor::cat(&parts, 1)?; // [pixels * r * r, 451]
-    let features = rows.reshape((pixels.len(), r, r, HYPERCOLUMN_CHANNELS))?.permute((0, 3, 1, 2))?.contiguous()?;
+    let channels = rows.dim(1)?;
+    let features = rows.reshape((pixels.len(), r, r, channels))?.permute((0, 3, 1, 2))?.contiguous()?;
     let inside: Vec<f32> = positions.iter().map(|p| if p.is_some() { 1.0 } else { 0.0 }).collect();
     let inside = Tensor::from_vec(inside, (pixels.len(), 1, r, r), device)?.to_dtype(features.dtype())?;
     Ok(HypercolumnWindows { features: features.detach(), inside, scene: scene.detach() })

@@ -31,7 +31,7 @@ impl Colorizer {
     /// drawn from `seed` (candle's own CPU generator cannot be seeded).
     pub fn new(trunk_path: &Path, head: HeadConfig, seed: u64, device: &Device) -> Result<Colorizer, ModelError> {
         head.validate().map_err(ModelError::BadConfig)?;
-        let trunk = Vgg16Trunk::load(trunk_path, device)?;
+        let trunk = Vgg16Trunk::load_blocks(trunk_path, head.trunk_blocks, device)?;
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let head = HypercolumnHead::new(head, vb)?;
@@ -95,11 +95,18 @@ impl Colorizer {
     /// the side it is trained at, unless `cargo xtask retune --size` chose
     /// another for prediction.
     pub fn set_input_side(&mut self, side: u32) -> Result<(), ModelError> {
-        if side < 16 || !side.is_multiple_of(4) {
-            return Err(ModelError::BadSide(side as usize));
+        let multiple = self.side_multiple();
+        if side < 16 || !side.is_multiple_of(multiple as u32) {
+            return Err(ModelError::BadSide(side as usize, multiple));
         }
         self.input_side = Some(side);
         Ok(())
+    }
+
+    /// What every side the model sees must be a multiple of: 4 for the
+    /// method's trunk, 8 or 16 for a deeper one.
+    pub fn side_multiple(&self) -> usize {
+        crate::trunk::side_multiple(self.trunk.blocks())
     }
 
     /// The side the model sees, when the head's file says.
@@ -132,6 +139,12 @@ impl Colorizer {
         };
         if first.output != HeadOutput::Bins || config.output != HeadOutput::Bins {
             return mismatch("an ensemble combines heads that predict colour bins");
+        }
+        if config.trunk_blocks != first.trunk_blocks {
+            return mismatch(&format!(
+                "it reads {} of the trunk's blocks, the first head {}",
+                config.trunk_blocks, first.trunk_blocks
+            ));
         }
         if config.bin_spacing != first.bin_spacing {
             return mismatch(&format!(
@@ -215,8 +228,9 @@ impl Colorizer {
 
     /// Gray bytes [n, h, w] as the model's input tensor [n, 1, h, w] (0..255, f32).
     pub fn gray_tensor(&self, y: &[u8], n: usize, h: usize, w: usize) -> Result<Tensor, ModelError> {
-        if !h.is_multiple_of(4) || !w.is_multiple_of(4) || h < 16 || w < 16 {
-            return Err(ModelError::BadSide(h.min(w)));
+        let multiple = self.side_multiple();
+        if let Some(bad) = [h, w].into_iter().find(|&s| !s.is_multiple_of(multiple) || s < 16) {
+            return Err(ModelError::BadSide(bad, multiple));
         }
         Ok(Tensor::from_slice(y, (n, 1, h, w), &self.device)?.to_dtype(DType::F32)?)
     }
@@ -293,7 +307,7 @@ impl Colorizer {
     /// batches `ys` (each [n, 1, h, w], 0..255) and makes the head
     /// standardise with them (pooled moments: batches may differ in size).
     pub fn fit_standardisation(&self, ys: &[Tensor]) -> Result<(), ModelError> {
-        let mut pooled = vec![(0.0f64, 0.0f64); crate::trunk::HYPERCOLUMN_CHANNELS];
+        let mut pooled = vec![(0.0f64, 0.0f64); self.head.config().hypercolumn_channels()];
         let mut weight = 0.0;
         for y in ys {
             let (x, taps) = self.input_and_taps(y)?;

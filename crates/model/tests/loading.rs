@@ -15,9 +15,14 @@ fn tempdir(name: &str) -> PathBuf {
 
 /// A trunk file with seeded random weights under timm's names.
 fn random_trunk(skip: Option<&str>, reshape: Option<&str>) -> HashMap<String, Tensor> {
+    random_trunk_of(3, skip, reshape)
+}
+
+/// `random_trunk` of `blocks` blocks.
+fn random_trunk_of(blocks: usize, skip: Option<&str>, reshape: Option<&str>) -> HashMap<String, Tensor> {
     let device = Device::Cpu;
     let mut tensors = HashMap::new();
-    for (key, shape) in Vgg16Trunk::expected_tensors() {
+    for (key, shape) in Vgg16Trunk::expected_tensors_of(blocks) {
         if Some(key.as_str()) == skip {
             continue;
         }
@@ -60,7 +65,55 @@ fn random_weights_in_timm_layout_load_and_run() {
     let model = Colorizer::new(&path, HeadConfig::default(), 1, &Device::Cpu).unwrap();
     let y = model.gray_tensor(&[100; 32 * 48], 1, 32, 48).unwrap();
     assert_eq!(model.predict(&y).unwrap().dims(), [1, 2, 32, 48], "any multiple of 4 keeps its size");
-    assert!(matches!(model.gray_tensor(&[0; 30 * 30], 1, 30, 30), Err(ModelError::BadSide(30))));
+    assert!(matches!(model.gray_tensor(&[0; 30 * 30], 1, 30, 30), Err(ModelError::BadSide(30, 4))));
+}
+
+#[test]
+fn a_head_on_a_deeper_trunk_needs_its_layers_and_keeps_its_depth() {
+    let dir = tempdir("deep");
+    let small = HeadConfig { conv1_channels: 8, conv2_channels: 4, ..HeadConfig::default() };
+    let deep = HeadConfig { trunk_blocks: 5, ..small };
+
+    // The embedded trunk stops at conv3_3: the first missing layer is named.
+    let err = Colorizer::new(&colorize_model::weights::embedded_trunk(), deep, 1, &Device::Cpu)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("features.17.weight"), "{err}");
+    let err = Colorizer::new(&PathBuf::from("unused"), HeadConfig { trunk_blocks: 6, ..small }, 1, &Device::Cpu)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("model.head.trunk_blocks = 6"), "{err}");
+
+    let trunk = dir.join("trunk.safetensors");
+    candle_core::safetensors::save(&random_trunk_of(5, None, None), &trunk).unwrap();
+    let model = Colorizer::new(&trunk, deep, 1, &Device::Cpu).unwrap();
+    assert_eq!(model.side_multiple(), 16);
+    assert!(matches!(model.gray_tensor(&[0; 40 * 40], 1, 40, 40), Err(ModelError::BadSide(40, 16))));
+    let ramp: Vec<u8> = (0..2 * 32 * 32).map(|i| (i * 7 % 256) as u8).collect();
+    let y = model.gray_tensor(&ramp, 2, 32, 32).unwrap();
+    assert_eq!(model.hypercolumn(&y).unwrap().dims(), [2, 1475, 32, 32]);
+    model.fit_standardisation(std::slice::from_ref(&y)).unwrap();
+    let path = dir.join("head.safetensors");
+    model.save_head(&path).unwrap();
+    assert_eq!(HypercolumnHead::config_of_file(&path).unwrap().trunk_blocks, 5, "read from conv1's input channels");
+    let loaded = Colorizer::load(&trunk, &path, &Device::Cpu).unwrap();
+    let values = |t: Tensor| -> Vec<f32> { t.flatten_all().unwrap().to_vec1().unwrap() };
+    assert_eq!(values(loaded.predict(&y).unwrap()), values(model.predict(&y).unwrap()));
+
+    // The same file's first three blocks are the method's trunk; a
+    // method's head cannot join the deep one in an ensemble.
+    let method =
+        Colorizer::new(&trunk, HeadConfig { output: colorize_model::HeadOutput::Bins, ..small }, 2, &Device::Cpu)
+            .unwrap();
+    let method_path = dir.join("method.safetensors");
+    method.save_head(&method_path).unwrap();
+    let mut deep_bins =
+        Colorizer::new(&trunk, HeadConfig { output: colorize_model::HeadOutput::Bins, ..deep }, 3, &Device::Cpu)
+            .unwrap();
+    let err = deep_bins.add_ensemble_head(&method_path, false).unwrap_err().to_string();
+    assert!(err.contains("blocks"), "{err}");
 }
 
 #[test]

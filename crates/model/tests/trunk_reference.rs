@@ -3,7 +3,9 @@
 use candle_core::{DType, Device, Tensor};
 use colorize_core::Rng;
 use colorize_model::hypercolumn::{hypercolumn, hypercolumn_patches, Pixel, Standardisation};
-use colorize_model::trunk::{normalise_gray, Taps, Vgg16Trunk, IMAGENET_MEAN, IMAGENET_STD, TRUNK_LAYERS};
+use colorize_model::trunk::{
+    normalise_gray, Taps, Vgg16Trunk, DEEPER_BLOCKS, IMAGENET_MEAN, IMAGENET_STD, METHOD_BLOCKS, TRUNK_LAYERS,
+};
 use colorize_model::weights::embedded_trunk;
 use std::collections::HashMap;
 
@@ -85,8 +87,14 @@ fn random_gray(side: usize, seed: u64) -> Vec<u8> {
 /// Runs the trunk in `path` and the plain loops on a random 16x16 gray
 /// input; returns (tap, max abs difference, peak |value|) per tap.
 fn compare_taps(path: &std::path::Path) -> Vec<(&'static str, f64, f64)> {
+    compare_deep_taps(path, METHOD_BLOCKS)
+}
+
+/// `compare_taps` for a trunk of `blocks` blocks.
+fn compare_deep_taps(path: &std::path::Path, blocks: usize) -> Vec<(&'static str, f64, f64)> {
     let device = Device::Cpu;
-    let trunk = Vgg16Trunk::load(path, &device).unwrap();
+    let trunk = Vgg16Trunk::load_blocks(path, blocks, &device).unwrap();
+    assert_eq!(trunk.blocks(), blocks);
     let weights: HashMap<String, Tensor> = candle_core::safetensors::load(path, &device).unwrap();
     let get = |k: &str| -> Vec<f32> { weights[k].flatten_all().unwrap().to_vec1().unwrap() };
 
@@ -115,22 +123,32 @@ fn compare_taps(path: &std::path::Path) -> Vec<(&'static str, f64, f64)> {
             act = max_pool2(&act);
         }
     }
+    for block in &DEEPER_BLOCKS[..blocks - METHOD_BLOCKS] {
+        act = max_pool2(&act);
+        for &(i, _, cout) in block {
+            act = conv3x3_relu(&act, &get(&format!("features.{i}.weight")), &get(&format!("features.{i}.bias")), cout);
+        }
+        reference.push(act.clone());
+    }
     let taps = trunk.forward(&x).unwrap();
-    [
-        ("conv1_2", &taps.conv1_2, &reference[0]),
-        ("conv2_2", &taps.conv2_2, &reference[1]),
-        ("conv3_3", &taps.conv3_3, &reference[2]),
-    ]
-    .into_iter()
-    .map(|(name, got, want)| (name, max_diff(&to_act(got), want), want.v.iter().fold(0.0f64, |m, x| m.max(x.abs()))))
-    .collect()
+    assert_eq!(taps.deeper.len(), blocks - METHOD_BLOCKS);
+    let names = ["conv1_2", "conv2_2", "conv3_3", "conv4_3", "conv5_3"];
+    names
+        .into_iter()
+        .zip(taps.all())
+        .zip(&reference)
+        .map(|((name, got), want)| {
+            (name, max_diff(&to_act(got), want), want.v.iter().fold(0.0f64, |m, x| m.max(x.abs())))
+        })
+        .collect()
 }
 
-#[test]
-fn trunk_taps_match_plain_loops_with_seeded_random_weights() {
-    let path = std::env::temp_dir().join(format!("colorize-random-trunk-{}.safetensors", std::process::id()));
+/// A trunk file of `blocks` blocks with seeded random weights (He's scale,
+/// so that activations neither vanish nor blow up through 13 layers).
+fn random_trunk_file(blocks: usize, name: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("colorize-{name}-{}.safetensors", std::process::id()));
     let mut rng = Rng::new(42);
-    let tensors: HashMap<String, Tensor> = Vgg16Trunk::expected_tensors()
+    let tensors: HashMap<String, Tensor> = Vgg16Trunk::expected_tensors_of(blocks)
         .into_iter()
         .map(|(key, shape)| {
             let n: usize = shape.iter().product();
@@ -141,8 +159,26 @@ fn trunk_taps_match_plain_loops_with_seeded_random_weights() {
         })
         .collect();
     candle_core::safetensors::save(&tensors, &path).unwrap();
+    path
+}
+
+#[test]
+fn trunk_taps_match_plain_loops_with_seeded_random_weights() {
+    let path = random_trunk_file(METHOD_BLOCKS, "random-trunk");
     for (name, diff, peak) in compare_taps(&path) {
         assert!(diff <= 1e-4, "{name}: max abs difference {diff} (peak {peak})");
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn a_deeper_trunks_taps_match_plain_loops() {
+    let path = random_trunk_file(5, "random-deep-trunk");
+    let taps = compare_deep_taps(&path, 5);
+    assert_eq!(taps.len(), 5, "conv1_2 … conv5_3");
+    for (name, diff, peak) in taps {
+        assert!(peak > 0.0, "{name}: all zero, so the comparison says nothing");
+        assert!(diff <= 1e-4 * peak.max(1.0), "{name}: max abs difference {diff} (peak {peak})");
     }
     let _ = std::fs::remove_file(&path);
 }
@@ -184,7 +220,7 @@ fn hypercolumn_stacks_input_then_taps_upsampled_bilinearly() {
     let ramp = Tensor::arange(0f32, 4.0, &device).unwrap();
     let conv2_2 = ramp.reshape((1, 1, 1, 4)).unwrap().broadcast_as((1, 128, 4, 4)).unwrap().contiguous().unwrap();
     let conv3_3 = Tensor::full(-1f32, (1, 256, 2, 2), &device).unwrap();
-    let t = hypercolumn(&x, &Taps { conv1_2, conv2_2, conv3_3 }, &identity()).unwrap();
+    let t = hypercolumn(&x, &Taps { conv1_2, conv2_2, conv3_3, deeper: vec![] }, &identity()).unwrap();
     assert_eq!(t.dims(), [1, 451, 8, 8]);
     let at = |c: usize, y: usize, xx: usize| -> f32 {
         t.get(0).unwrap().get(c).unwrap().get(y).unwrap().get(xx).unwrap().to_scalar().unwrap()
@@ -221,8 +257,12 @@ fn standardising_before_upsampling_equals_standardising_the_hypercolumn() {
         Tensor::from_vec(values, dims, &device).unwrap()
     };
     let x = random((2, 3, 12, 8));
-    let taps =
-        Taps { conv1_2: random((2, 64, 12, 8)), conv2_2: random((2, 128, 6, 4)), conv3_3: random((2, 256, 3, 2)) };
+    let taps = Taps {
+        conv1_2: random((2, 64, 12, 8)),
+        conv2_2: random((2, 128, 6, 4)),
+        conv3_3: random((2, 256, 3, 2)),
+        deeper: vec![],
+    };
     let shift: Vec<f32> = (0..451).map(|c| c as f32 * 0.1).collect();
     let scale: Vec<f32> = (0..451).map(|c| 1.0 / (1.0 + c as f32)).collect();
     let standardisation = Standardisation {
@@ -288,6 +328,14 @@ fn a_fitted_standardisation_centres_and_scales_every_live_channel() {
 /// zero outside the image, at corners, edges and inside, for r = 1, 3, 5.
 #[test]
 fn hypercolumn_patches_equal_windows_of_the_dense_hypercolumn() {
+    // The method's hypercolumn, and a deeper trunk's (conv4_3 at 1/8,
+    // conv5_3 at 1/16 of the size).
+    for (deeper, h, w) in [(0, 12, 8), (2, 32, 16)] {
+        patches_equal_dense_windows(deeper, h, w);
+    }
+}
+
+fn patches_equal_dense_windows(deeper: usize, h: usize, w: usize) {
     let device = Device::Cpu;
     let mut rng = Rng::new(11);
     let mut random = |dims: (usize, usize, usize, usize)| {
@@ -295,48 +343,50 @@ fn hypercolumn_patches_equal_windows_of_the_dense_hypercolumn() {
         let values: Vec<f32> = (0..n).map(|_| (rng.unit_f64() * 10.0) as f32).collect();
         Tensor::from_vec(values, dims, &device).unwrap()
     };
-    let (n, h, w) = (2, 12, 8);
+    let n = 2;
     let x = random((n, 3, h, w));
     let taps = Taps {
         conv1_2: random((n, 64, h, w)),
         conv2_2: random((n, 128, h / 2, w / 2)),
         conv3_3: random((n, 256, h / 4, w / 4)),
+        deeper: [8, 16].into_iter().take(deeper).map(|f| random((n, 512, h / f, w / f))).collect(),
     };
+    let channels = colorize_model::trunk::hypercolumn_channels(METHOD_BLOCKS + deeper);
     let standardisation = Standardisation {
-        shift: random((1, 1, 1, 451)).flatten_all().unwrap(),
-        scale: random((1, 1, 1, 451)).flatten_all().unwrap(),
+        shift: random((1, 1, 1, channels)).flatten_all().unwrap(),
+        scale: random((1, 1, 1, channels)).flatten_all().unwrap(),
     };
     let dense = hypercolumn(&x, &taps, &standardisation).unwrap(); // [n, 451, h, w]
     let dense: Vec<f32> = dense.flatten_all().unwrap().to_vec1().unwrap();
     let pixels = [
         Pixel { image: 0, row: 0, col: 0 },
-        Pixel { image: 1, row: 11, col: 7 },
+        Pixel { image: 1, row: h - 1, col: w - 1 },
         Pixel { image: 1, row: 5, col: 0 },
         Pixel { image: 0, row: 6, col: 3 },
         Pixel { image: 1, row: 1, col: 6 },
     ];
     for r in [1usize, 3, 5] {
         let windows = hypercolumn_patches(&x, &taps, &standardisation, &pixels, r).unwrap();
-        assert_eq!(windows.features.dims(), [pixels.len(), 451, r, r]);
+        assert_eq!(windows.features.dims(), [pixels.len(), channels, r, r]);
         let patches: Vec<f32> = windows.features.flatten_all().unwrap().to_vec1().unwrap();
         let inside: Vec<f32> = windows.inside.flatten_all().unwrap().to_vec1().unwrap();
         let half = (r / 2) as isize;
         for (i, p) in pixels.iter().enumerate() {
-            for c in 0..451 {
+            for c in 0..channels {
                 for dy in 0..r {
                     for dx in 0..r {
                         let (y, xx) = (p.row as isize + dy as isize - half, p.col as isize + dx as isize - half);
                         let in_image = (0..h as isize).contains(&y) && (0..w as isize).contains(&xx);
                         assert_eq!(inside[(i * r + dy) * r + dx], if in_image { 1.0 } else { 0.0 });
                         let want = if in_image {
-                            dense[((p.image * 451 + c) * h + y as usize) * w + xx as usize]
+                            dense[((p.image * channels + c) * h + y as usize) * w + xx as usize]
                         } else {
                             0.0
                         };
-                        let got = patches[((i * 451 + c) * r + dy) * r + dx];
+                        let got = patches[((i * channels + c) * r + dy) * r + dx];
                         assert!(
                             (got - want).abs() <= 1e-4 * want.abs().max(1.0),
-                            "r {r} pixel {p:?} channel {c} ({dy}, {dx}): {got} vs {want}"
+                            "{deeper} deeper, r {r} pixel {p:?} channel {c} ({dy}, {dx}): {got} vs {want}"
                         );
                     }
                 }

@@ -19,7 +19,10 @@
 //! the part's size, where one matrix product with g gives every tap.
 //!
 //! The parts at full size (the input and conv1_2) go through `Conv2d` as
-//! before. Off the CPU the dense hypercolumn is built and convolved.
+//! before. A deeper trunk's parts (conv4_3 at 1/8, conv5_3 at 1/16) take
+//! the same identity with plain tensor ops (`add_deeper_part`): their
+//! products are 64 and 256 times smaller than the dense part's. Off the CPU
+//! the dense hypercolumn is built and convolved.
 
 use super::channels_last::to_channels_last;
 use super::coarse_rows::{add_coarse_parts, coarse_weight_gradient, CoarsePart};
@@ -49,8 +52,9 @@ pub fn weight_gradient_reference(parts: &HypercolumnParts, dy: &Tensor, k: usize
 /// conv1 (any odd k, 'same' padding, bias) of the hypercolumn: [n, c1, h, w].
 pub fn first_conv(conv: &Conv2d, parts: &HypercolumnParts) -> Result<Tensor> {
     // The method's hypercolumn has two coarse parts (conv2_2, conv3_3);
-    // `coarse_rows` is written for exactly two.
-    if !on_parts(parts) || parts.coarse.len() != 2 {
+    // `coarse_rows` is written for exactly two, and a deeper trunk's
+    // follow them.
+    if !on_parts(parts) || parts.coarse.len() < 2 {
         return reference(conv, parts);
     }
     // No autograd through the passes: the weights' gradient is
@@ -62,9 +66,9 @@ pub fn first_conv(conv: &Conv2d, parts: &HypercolumnParts) -> Result<Tensor> {
     let full = Conv2d::new(weight.narrow(1, 0, full_channels)?, conv.bias().detach())?;
     let sum = full.forward(&parts.full)?; // [n, c1, h, w], contiguous
     let mut offset = full_channels;
-    let mut operators = Vec::with_capacity(parts.coarse.len());
-    let mut taps = Vec::with_capacity(parts.coarse.len());
-    for part in &parts.coarse {
+    let mut operators = Vec::with_capacity(2);
+    let mut taps = Vec::with_capacity(2);
+    for part in &parts.coarse[..2] {
         let (_, c, ph, pw) = part.dims4()?;
         // [c, (ky, kx, c1)]: every tap's weight for the part's channels.
         let weights = weight.narrow(1, offset, c)?.permute((1, 2, 3, 0))?.contiguous()?;
@@ -80,6 +84,35 @@ pub fn first_conv(conv: &Conv2d, parts: &HypercolumnParts) -> Result<Tensor> {
     let last_a = channels_last(&parts.coarse[0])?;
     let last_b = channels_last(&parts.coarse[1])?;
     add_coarse_parts(&sum, [(a, &last_a), (b, &last_b)])?;
+    let mut sum = sum;
+    for part in &parts.coarse[2..] {
+        let c = part.dim(1)?;
+        sum = add_deeper_part(sum, part, &weight.narrow(1, offset, c)?)?;
+        offset += c;
+    }
+    Ok(sum)
+}
+
+/// `sum` [n, c1, h, w] + the share of a coarse part g [n, c, ph, pw] in a
+/// 'same' convolution of the upsampled U(g) by `weight` [c1, c, k, k]:
+/// Σ over taps t of U(W_t · g) shifted by t, zero outside the picture.
+fn add_deeper_part(sum: Tensor, g: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    let (n, c1, h, w) = sum.dims4()?;
+    let (_, c, ph, pw) = g.dims4()?;
+    let k = weight.dim(2)?;
+    let half = k / 2;
+    // [n, (ky, kx, c1), ph, pw]: every tap's product at the part's size.
+    let taps = weight.permute((2, 3, 0, 1))?.reshape((k * k * c1, c))?;
+    let flat = g.permute((0, 2, 3, 1))?.reshape((n * ph * pw, c))?;
+    let products = flat.matmul(&taps.t()?)?.reshape((n, ph, pw, k * k * c1))?.permute((0, 3, 1, 2))?;
+    let mut sum = sum;
+    for t in 0..k * k {
+        let (ky, kx) = (t / k, t % k);
+        let up = products.narrow(1, t * c1, c1)?.contiguous()?.upsample_bilinear2d(h, w, false)?;
+        // Output (y, x) reads U(W_t g) at (y + ky − half, x + kx − half).
+        let padded = up.pad_with_zeros(2, half, half)?.pad_with_zeros(3, half, half)?;
+        sum = (sum + padded.narrow(2, ky, h)?.narrow(3, kx, w)?)?;
+    }
     Ok(sum)
 }
 
@@ -134,9 +167,16 @@ mod tests {
     use candle_core::Device;
 
     fn parts(n: usize, s: usize) -> HypercolumnParts {
+        deep_parts(n, s, 0)
+    }
+
+    /// `parts` with `deeper` more coarse parts, at 1/8 and 1/16 of the size
+    /// (a deeper trunk's conv4_3 and conv5_3).
+    fn deep_parts(n: usize, s: usize, deeper: usize) -> HypercolumnParts {
         let d = Device::Cpu;
         let part = |c: usize, side: usize| Tensor::randn(0f32, 1.0, (n, c, side, side), &d).unwrap();
-        let coarse = vec![part(4, s / 2), part(6, s / 4)];
+        let mut coarse = vec![part(4, s / 2), part(6, s / 4)];
+        coarse.extend([(3, 8), (2, 16)].into_iter().take(deeper).map(|(c, f)| part(c, s / f)));
         let scene = crate::hypercolumn::scene_vector(&coarse[1]).unwrap();
         HypercolumnParts { full: part(5, s), coarse, scene }
     }
@@ -169,13 +209,32 @@ mod tests {
     }
 
     #[test]
+    fn a_deeper_trunks_parts_add_what_the_dense_hypercolumn_does() {
+        let d = Device::Cpu;
+        for (deeper, k, s) in [(1, 3, 32), (2, 3, 64), (2, 5, 48), (2, 1, 32)] {
+            let p = deep_parts(2, s, deeper);
+            let channels = p.dense().unwrap().dim(1).unwrap();
+            let conv = Conv2d::new(
+                Tensor::randn(0f32, 1.0, (7, channels, k, k), &d).unwrap(),
+                Tensor::randn(0f32, 1.0, 7, &d).unwrap(),
+            )
+            .unwrap();
+            let fast = first_conv(&conv, &p).unwrap();
+            let stock = convolution::reference(&p.dense().unwrap(), conv.weight(), conv.bias()).unwrap();
+            let diff = max_difference(&fast, &stock);
+            assert!(diff < 1e-4, "{deeper} deeper, k{k} s{s}: {diff}");
+        }
+    }
+
+    #[test]
     fn its_weight_gradient_equals_autograd_through_the_dense_hypercolumn() {
         let d = Device::Cpu;
         // 64 px: conv2_2's part has 32 coarse rows, more than one piece of
         // `coarse_weight_gradient` (14 rows of 32), the last one short.
-        for (k, s) in [(3, 16), (5, 8), (3, 64)] {
-            let p = parts(2, s);
-            let weight = candle_core::Var::randn(0f32, 1.0, (3, 15, k, k), &d).unwrap();
+        for (k, s, deeper) in [(3, 16, 0), (5, 8, 0), (3, 64, 0), (3, 32, 2)] {
+            let p = deep_parts(2, s, deeper);
+            let channels = p.dense().unwrap().dim(1).unwrap();
+            let weight = candle_core::Var::randn(0f32, 1.0, (3, channels, k, k), &d).unwrap();
             let conv = Conv2d::new(weight.as_tensor().clone(), Tensor::zeros(3, DType::F32, &d).unwrap()).unwrap();
             let y = convolution::reference(&p.dense().unwrap(), conv.weight(), conv.bias()).unwrap();
             let dy = Tensor::randn(0f32, 1.0, y.dims(), &d).unwrap();
