@@ -30,8 +30,12 @@ pub const HYPERCOLUMN_CHANNELS: usize = 3 + 64 + 128 + 256;
 /// Channels of the parts of the hypercolumn of a trunk of `blocks` blocks
 /// (3 to 5): the method's four, then conv4_3 (512) and conv5_3 (512).
 pub fn hypercolumn_parts(blocks: usize) -> Vec<usize> {
-    let deeper = blocks.saturating_sub(METHOD_BLOCKS).min(DEEPER_BLOCKS.len());
-    HYPERCOLUMN_PARTS.iter().copied().chain(DEEPER_BLOCKS[..deeper].iter().map(|block| block[2].2)).collect()
+    HYPERCOLUMN_PARTS.iter().copied().chain(deeper_blocks(blocks).iter().map(|block| block[2].2)).collect()
+}
+
+/// The blocks a trunk of `blocks` blocks adds to the method's.
+fn deeper_blocks(blocks: usize) -> &'static [[(usize, usize, usize); 3]] {
+    &DEEPER_BLOCKS[..blocks.saturating_sub(METHOD_BLOCKS).min(DEEPER_BLOCKS.len())]
 }
 
 /// Channels of that hypercolumn: 451, 963 or 1475.
@@ -205,7 +209,8 @@ impl Vgg16Trunk {
     /// whatever the trunk computes in.
     pub fn forward(&self, x: &Tensor) -> Result<Taps> {
         let c = &self.convs;
-        let layer = |i: usize, x: &Tensor| self.round(c[i].forward(x)?.relu()?);
+        let run = |conv: &Conv2d, x: &Tensor| self.round(conv.forward(x)?.relu()?);
+        let layer = |i: usize, x: &Tensor| run(&c[i], x);
         let x = self.round(x.to_dtype(c[0].weight().dtype())?)?;
         let x = layer(0, &x)?;
         let conv1_2 = layer(1, &x)?;
@@ -221,7 +226,7 @@ impl Vgg16Trunk {
         for block in c[TRUNK_LAYERS.len()..].chunks(3) {
             x = x.max_pool2d(2)?;
             for conv in block {
-                x = self.round(conv.forward(&x)?.relu()?)?;
+                x = run(conv, &x)?;
             }
             deeper.push(x.to_dtype(DType::F32)?);
         }
@@ -232,8 +237,7 @@ impl Vgg16Trunk {
 
 /// (timm index, input channels, output channels) of a trunk of `blocks` blocks' layers.
 fn layers(blocks: usize) -> Vec<(usize, usize, usize)> {
-    let deeper = blocks.saturating_sub(METHOD_BLOCKS).min(DEEPER_BLOCKS.len());
-    TRUNK_LAYERS.iter().chain(DEEPER_BLOCKS[..deeper].iter().flatten()).copied().collect()
+    TRUNK_LAYERS.iter().chain(deeper_blocks(blocks).iter().flatten()).copied().collect()
 }
 
 /// The trunk's input from gray values: y [n, 1, h, w] in 0..=255 becomes

@@ -64,7 +64,7 @@ pub fn first_conv(conv: &Conv2d, parts: &HypercolumnParts) -> Result<Tensor> {
     let (_, h, w) = parts.size()?;
     let full_channels = parts.full.dim(1)?;
     let full = Conv2d::new(weight.narrow(1, 0, full_channels)?, conv.bias().detach())?;
-    let sum = full.forward(&parts.full)?; // [n, c1, h, w], contiguous
+    let mut sum = full.forward(&parts.full)?; // [n, c1, h, w], contiguous
     let mut offset = full_channels;
     let mut operators = Vec::with_capacity(2);
     let mut taps = Vec::with_capacity(2);
@@ -84,7 +84,6 @@ pub fn first_conv(conv: &Conv2d, parts: &HypercolumnParts) -> Result<Tensor> {
     let last_a = channels_last(&parts.coarse[0])?;
     let last_b = channels_last(&parts.coarse[1])?;
     add_coarse_parts(&sum, [(a, &last_a), (b, &last_b)])?;
-    let mut sum = sum;
     for part in &parts.coarse[2..] {
         let c = part.dim(1)?;
         sum = add_deeper_part(sum, part, &weight.narrow(1, offset, c)?)?;
@@ -96,7 +95,7 @@ pub fn first_conv(conv: &Conv2d, parts: &HypercolumnParts) -> Result<Tensor> {
 /// `sum` [n, c1, h, w] + the share of a coarse part g [n, c, ph, pw] in a
 /// 'same' convolution of the upsampled U(g) by `weight` [c1, c, k, k]:
 /// Σ over taps t of U(W_t · g) shifted by t, zero outside the picture.
-fn add_deeper_part(sum: Tensor, g: &Tensor, weight: &Tensor) -> Result<Tensor> {
+fn add_deeper_part(mut sum: Tensor, g: &Tensor, weight: &Tensor) -> Result<Tensor> {
     let (n, c1, h, w) = sum.dims4()?;
     let (_, c, ph, pw) = g.dims4()?;
     let k = weight.dim(2)?;
@@ -105,7 +104,6 @@ fn add_deeper_part(sum: Tensor, g: &Tensor, weight: &Tensor) -> Result<Tensor> {
     let taps = weight.permute((2, 3, 0, 1))?.reshape((k * k * c1, c))?;
     let flat = g.permute((0, 2, 3, 1))?.reshape((n * ph * pw, c))?;
     let products = flat.matmul(&taps.t()?)?.reshape((n, ph, pw, k * k * c1))?.permute((0, 3, 1, 2))?;
-    let mut sum = sum;
     for t in 0..k * k {
         let (ky, kx) = (t / k, t % k);
         let up = products.narrow(1, t * c1, c1)?.contiguous()?.upsample_bilinear2d(h, w, false)?;
@@ -181,23 +179,28 @@ mod tests {
         HypercolumnParts { full: part(5, s), coarse, scene }
     }
 
+    /// A convolution with random weights and biases.
+    fn random_conv(cout: usize, cin: usize, k: usize) -> Conv2d {
+        let d = Device::Cpu;
+        Conv2d::new(
+            Tensor::randn(0f32, 1.0, (cout, cin, k, k), &d).unwrap(),
+            Tensor::randn(0f32, 1.0, cout, &d).unwrap(),
+        )
+        .unwrap()
+    }
+
     fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
         (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
     }
 
     #[test]
     fn on_the_parts_equals_candles_convolution_of_the_dense_hypercolumn() {
-        let d = Device::Cpu;
         // One image of 64 or 40 px on a 4-thread pool: its output rows
         // split into stretches (`coarse_rows`), which share coarse rows.
         let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
         for (n, k, s) in [(2, 3, 16), (2, 1, 8), (2, 5, 12), (1, 3, 64), (1, 5, 40), (3, 3, 40)] {
             let p = parts(n, s);
-            let conv = Conv2d::new(
-                Tensor::randn(0f32, 1.0, (7, 15, k, k), &d).unwrap(),
-                Tensor::randn(0f32, 1.0, 7, &d).unwrap(),
-            )
-            .unwrap();
+            let conv = random_conv(7, 15, k);
             let fast = pool.install(|| first_conv(&conv, &p)).unwrap();
             let stock = convolution::reference(&p.dense().unwrap(), conv.weight(), conv.bias()).unwrap();
             assert_eq!(fast.dims(), stock.dims());
@@ -210,15 +213,10 @@ mod tests {
 
     #[test]
     fn a_deeper_trunks_parts_add_what_the_dense_hypercolumn_does() {
-        let d = Device::Cpu;
         for (deeper, k, s) in [(1, 3, 32), (2, 3, 64), (2, 5, 48), (2, 1, 32)] {
             let p = deep_parts(2, s, deeper);
             let channels = p.dense().unwrap().dim(1).unwrap();
-            let conv = Conv2d::new(
-                Tensor::randn(0f32, 1.0, (7, channels, k, k), &d).unwrap(),
-                Tensor::randn(0f32, 1.0, 7, &d).unwrap(),
-            )
-            .unwrap();
+            let conv = random_conv(7, channels, k);
             let fast = first_conv(&conv, &p).unwrap();
             let stock = convolution::reference(&p.dense().unwrap(), conv.weight(), conv.bias()).unwrap();
             let diff = max_difference(&fast, &stock);
